@@ -1,0 +1,137 @@
+/* sidecar/dispatch.c: decode a message, find its method, check the door, run the handler;
+ * and the reply helpers every handler uses. */
+#include "dispatch.h"
+
+#include "error.h"
+#include "log.h"
+#include "rpc.h"
+#include "sessions.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ts_method methods[] = {
+    {"sys.ping", ts_sys_ping, 0, 0},
+    {"sys.stats", ts_sys_stats, 0, 0},
+    {"session.create", ts_session_create, 0, 0},
+    {"session.validate", ts_session_validate, 0, 0},
+    {"session.rotate", ts_session_rotate, 0, 0},
+    {"session.revoke", ts_session_revoke, 0, 0},
+    {"session.list", ts_session_list, 0, 0},
+    {"session.revoke_all", ts_session_revoke_all, 0, 0},
+};
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+ts_method *ts_methods(size_t *n) {
+  *n = N_METHODS;
+  return methods;
+}
+
+static ts_method *find_method(const char *name, uint32_t len) {
+  for (size_t i = 0; i < N_METHODS; i++)
+    if (strlen(methods[i].name) == len && memcmp(methods[i].name, name, len) == 0)
+      return &methods[i];
+  return NULL;
+}
+
+static ts_req *req_new(ts_conn *c, uint32_t msgid) {
+  ts_req *r = calloc(1, sizeof(*r));
+  if (!r) return NULL;
+  r->conn = c;
+  r->msgid = msgid;
+  msgpack_sbuffer_init(&r->out);
+  msgpack_packer_init(&r->pk, &r->out, msgpack_sbuffer_write);
+  if (ts_rpc_pack_response_head(&r->pk, msgid) != 0) {
+    msgpack_sbuffer_destroy(&r->out);
+    free(r);
+    return NULL;
+  }
+  r->head_len = r->out.size;
+  c->in_flight++;
+  return r;
+}
+
+static void req_free(ts_req *r) {
+  ts_conn *c = r->conn;
+  msgpack_sbuffer_destroy(&r->out);
+  free(r);
+  ts_conn_request_done(c);
+}
+
+static void on_written(uv_write_t *w, int status) {
+  (void)status; /* a failed write means the peer went away; its read side will notice */
+  req_free(w->data);
+}
+
+msgpack_packer *ts_req_result(ts_req *r) {
+  r->out.size = r->head_len;
+  ts_rpc_pack_ok(&r->pk);
+  return &r->pk;
+}
+
+void ts_req_send(ts_req *r) {
+  ts_conn *c = r->conn;
+  if (c->closing || r->out.size <= r->head_len) {
+    req_free(r);
+    return;
+  }
+  r->wbuf = uv_buf_init(r->out.data, (unsigned)r->out.size);
+  r->write.data = r;
+  if (uv_write(&r->write, (uv_stream_t *)&c->pipe, &r->wbuf, 1, on_written) != 0) req_free(r);
+}
+
+void ts_req_fail(ts_req *r, int err, const char *detail) {
+  ts_stats_count_error(&r->conn->server->stats, err);
+  r->out.size = r->head_len;
+  ts_rpc_pack_error(&r->pk, ts_err_code(err), detail ? detail : ts_strerror(err));
+  ts_req_send(r);
+}
+
+void ts_req_failf(ts_req *r, int err, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  ts_req_fail(r, err, msg);
+}
+
+static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
+  ts_req *r = req_new(c, m->msgid);
+  if (!r) return TS_ENOMEM;
+  c->server->stats.requests++;
+  if (m->error) {
+    ts_req_fail(r, m->error, m->error_detail);
+    return 0;
+  }
+  ts_method *method = find_method(m->method, m->method_len);
+  if (!method) {
+    ts_req_fail(r, TS_EUNKNOWN_METHOD, NULL);
+    return 0;
+  }
+  method->calls++;
+  r->method = method;
+  if ((method->flags & TS_METHOD_ADMIN) && !c->admin) {
+    ts_log(TS_LOG_WARN, "admin method refused", "{s:s, s:i}", "method", method->name, "uid",
+           (int)c->uid);
+    ts_req_fail(r, TS_EFORBIDDEN, NULL);
+    return 0;
+  }
+  method->handler(r, m->params);
+  return 0;
+}
+
+int ts_dispatch_message(ts_conn *c, const uint8_t *msg, size_t len) {
+  msgpack_unpacked up;
+  msgpack_unpacked_init(&up);
+  size_t off = 0;
+  int rc = msgpack_unpack_next(&up, (const char *)msg, len, &off) == MSGPACK_UNPACK_SUCCESS
+               ? 0 : TS_EENVELOPE;
+  ts_rpc_msg m;
+  if (rc == 0) rc = ts_rpc_decode_request(&up.data, &m);
+  if (rc == 0 && m.kind == TS_RPC_REQUEST) rc = dispatch_request(c, &m);
+  msgpack_unpacked_destroy(&up);
+  return rc;
+}

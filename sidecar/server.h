@@ -1,0 +1,112 @@
+/* sidecar/server.h: the loop thread's world: listener, connections, requests.
+ *
+ * Threads: everything here runs on the libuv loop thread. Other threads (writer, sweeper)
+ * reach it only through uv_async_send; they never touch a ts_conn or ts_req.
+ *
+ * Lifetimes:
+ *   - A ts_conn lives from accept until it is closed AND every request it started has
+ *     finished (conn->in_flight == 0). A request finishing on a closed connection frees
+ *     itself without writing.
+ *   - A ts_req lives from dispatch until its reply was written (or dropped). Its handler must
+ *     call exactly one of ts_req_send (after packing a result) or ts_req_fail, now or later.
+ *
+ * Backpressure: a connection stops reading while it has max_inflight requests unfinished
+ * (dispatched, not yet written) or more than max_write_queue bytes waiting to be written;
+ * messages already in its buffer wait there. Reading resumes when both drain. */
+#ifndef TS_SERVER_H
+#define TS_SERVER_H
+
+#include "config.h"
+#include "scan.h"
+#include "stats.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <uv.h>
+
+typedef struct ts_server ts_server;
+typedef struct ts_conn ts_conn;
+typedef struct ts_req ts_req;
+struct ts_method;
+struct ts_domain; /* store, writer, keys: owned by main, used by the method handlers */
+
+struct ts_server {
+  uv_loop_t *loop;
+  const ts_config *cfg;
+  struct ts_domain *domain;
+  uv_pipe_t listener;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t drain_timer;
+  ts_conn *conns; /* doubly linked list of open connections */
+  unsigned n_conns;
+  bool listening;
+  bool accept_pending; /* a connection waits in libuv while we are at max_connections */
+  bool draining;       /* SIGTERM seen: finish what was read, then stop */
+  uint64_t started_ms; /* uv_now at start */
+  ts_stats stats;
+  void (*on_drained)(ts_server *s); /* called once every connection is gone while draining */
+  void (*on_reload)(ts_server *s);  /* SIGHUP */
+};
+
+struct ts_conn {
+  uv_pipe_t pipe; /* first: the handle's address is the connection's */
+  ts_server *server;
+  ts_conn *prev, *next;
+  uint8_t *buf;   /* bytes read and not yet dispatched; [0, used) */
+  size_t cap, used;
+  ts_scan scan;   /* pre-scan state of the message starting at buf[0] */
+  uv_timer_t message_timer;
+  unsigned in_flight; /* requests dispatched whose reply is not yet written */
+  bool reading, eof, closing, paused;
+  unsigned handles_open; /* pipe + timer, to free the conn after both close callbacks */
+  uint32_t uid, gid;
+  int32_t pid;
+  uint64_t id;   /* for logs */
+  bool admin;    /* peer uid is an admin uid */
+  bool subscribed; /* events.subscribe */
+};
+
+struct ts_req {
+  ts_conn *conn;
+  const struct ts_method *method;
+  uint32_t msgid;
+  msgpack_sbuffer out; /* the whole reply, head first */
+  msgpack_packer pk;
+  size_t head_len;     /* bytes of [1, msgid, ...] head in out */
+  uv_write_t write;
+  uv_buf_t wbuf;
+  void *data;          /* for the handler: state across an asynchronous completion */
+};
+
+/* Binds, listens and installs signal handlers. Returns 0 or TS_E* (logged). */
+int ts_server_start(ts_server *s, uv_loop_t *loop, const ts_config *cfg, struct ts_domain *d);
+/* Begins a graceful stop (what SIGTERM does). */
+void ts_server_drain(ts_server *s);
+
+/* conn.c */
+void ts_conn_accepted(ts_server *s, ts_conn *c);
+void ts_conn_close(ts_conn *c, const char *why);
+void ts_conn_request_done(ts_conn *c);
+void ts_conn_start_drain(ts_conn *c);
+
+/* Called by conn.c when a connection is fully gone (server.c). */
+void ts_server_conn_gone(ts_server *s, ts_conn *c);
+
+/* Replies (dispatch.c). */
+/* The packer for the result: pack exactly one object (usually a map) then call ts_req_send. */
+msgpack_packer *ts_req_result(ts_req *r);
+/* Writes the reply packed so far and finishes the request. */
+void ts_req_send(ts_req *r);
+/* Replies with an error (discarding any result packed) and finishes the request. detail is a
+ * human message (NULL: the code's default); it must never hold a secret. */
+void ts_req_fail(ts_req *r, int err, const char *detail);
+void ts_req_failf(ts_req *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Decodes and dispatches one complete message (dispatch.c). Returns 0, or TS_E* when the
+ * connection must be closed. */
+int ts_dispatch_message(ts_conn *c, const uint8_t *msg, size_t len);
+
+/* sd_notify-style readiness/state message to $NOTIFY_SOCKET, if set (server.c). */
+void ts_notify(const char *state);
+
+#endif

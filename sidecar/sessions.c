@@ -1,0 +1,600 @@
+/* sidecar/sessions.c: the session.* methods (PROTOCOL.md "sessions").
+ *
+ * Reads (validate, list) run on the loop thread in a read transaction and never wait for the
+ * writer. Writes (create, rotate, revoke, revoke_all, touch) are ts_write operations: their
+ * apply runs on the writer thread inside the group commit, their reply goes out from done,
+ * after the commit returned.
+ *
+ * Sliding idle expiry without a write per validate: validate queues a touch only when the
+ * stored last_seen_at is older than a tenth of idle_ttl (at least a second). Touches are
+ * batched by the group commit like any write and are not waited for; a touch lost in a crash
+ * leaves the older last_seen_at, which can only make the session expire sooner. */
+#include "dispatch.h"
+#include "domain.h"
+#include "error.h"
+#include "log.h"
+#include "params.h"
+#include "rpc.h"
+#include "session_store.h"
+#include "sessions.h"
+#include "writer.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum op_kind { OP_CREATE, OP_ROTATE, OP_REVOKE, OP_REVOKE_ALL, OP_TOUCH, OP_DROP };
+
+typedef struct session_op {
+  ts_write w; /* first: the writer hands this pointer back */
+  enum op_kind kind;
+  ts_req *req; /* NULL for touches */
+  int64_t now;
+  uint8_t hash[TS_HASH_BYTES];
+  uint8_t new_hash[TS_HASH_BYTES];
+  uint8_t sid[TS_SID_BYTES]; /* the new sid (create, rotate); wiped when done */
+  uint8_t handle[TS_HANDLE_BYTES];
+  bool by_handle, has_except;
+  uint8_t except[TS_HANDLE_BYTES];
+  char sub[257];
+  size_t sub_len;
+  uint8_t *rec; /* create: the encoded record */
+  size_t rec_len;
+  /* results, written by the writer thread, read after the hand-back */
+  int64_t expires_at, idle_expires_at;
+  unsigned revoked;
+} session_op;
+
+static ts_domain *domain_of(ts_req *r) { return r->conn->server->domain; }
+
+static void op_free(session_op *op) {
+  sodium_memzero(op->sid, sizeof(op->sid));
+  free(op->rec);
+  free(op);
+}
+
+static void b64(char *out, size_t cap, const uint8_t *bin, size_t n) {
+  sodium_bin2base64(out, cap, bin, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v, size_t n) {
+  ts_pack_cstr(pk, k);
+  msgpack_pack_str_with_body(pk, v, n);
+}
+
+static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v) {
+  ts_pack_cstr(pk, k);
+  msgpack_pack_int64(pk, v);
+}
+
+/* The reply of create, rotate and exchange. */
+void ts_session_pack_issued(ts_req *r, const uint8_t sid[TS_SID_BYTES],
+                            const uint8_t handle[TS_HANDLE_BYTES], int64_t expires_at,
+                            int64_t idle_expires_at) {
+  const ts_config *cfg = domain_of(r)->cfg;
+  int64_t now = (int64_t)time(NULL);
+  int64_t expires_in = expires_at > now ? expires_at - now : 0;
+  char sid_s[TS_SID_CHARS + 1], handle_s[TS_HANDLE_CHARS + 1], cookie[512];
+  b64(sid_s, sizeof(sid_s), sid, TS_SID_BYTES);
+  b64(handle_s, sizeof(handle_s), handle, TS_HANDLE_BYTES);
+  int n = snprintf(cookie, sizeof(cookie),
+                   "%s=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=%s",
+                   cfg->cookie_name, sid_s, (long long)expires_in, cfg->cookie_samesite);
+  msgpack_packer *pk = ts_req_result(r);
+  msgpack_pack_map(pk, 6);
+  pack_kv_str(pk, "sid", sid_s, TS_SID_CHARS);
+  pack_kv_str(pk, "handle", handle_s, TS_HANDLE_CHARS);
+  pack_kv_int(pk, "expires_at", expires_at);
+  pack_kv_int(pk, "expires_in", expires_in);
+  pack_kv_int(pk, "idle_expires_at", idle_expires_at);
+  pack_kv_str(pk, "cookie", cookie, n > 0 && (size_t)n < sizeof(cookie) ? (size_t)n : 0);
+  ts_req_send(r);
+  sodium_memzero(sid_s, sizeof(sid_s));
+  sodium_memzero(cookie, sizeof(cookie));
+}
+
+/* ---- writer-thread halves ------------------------------------------------------------- */
+
+static int apply_create(ts_txn *t, ts_write *w) {
+  session_op *op = (session_op *)w;
+  ts_session_rec rec;
+  if (!ts_session_decode(op->rec, op->rec_len, &rec)) return TS_EINTERNAL;
+  return ts_session_put(t, op->hash, &rec);
+}
+
+static int apply_rotate(ts_txn *t, ts_write *w) {
+  session_op *op = (session_op *)w;
+  ts_session_rec rec;
+  int rc = ts_session_get(t, op->hash, &rec);
+  if (rc) return rc;
+  if (!ts_session_alive(&rec, op->now)) return TS_ENOTFOUND;
+  size_t len;
+  uint8_t *copy = ts_session_encode(&rec, &len); /* rec points into pages the delete frees */
+  if (!copy) return TS_ENOMEM;
+  ts_session_decode(copy, len, &rec);
+  rc = ts_session_delete(t, op->hash, &rec);
+  if (!rc) {
+    rec.last_seen_at = op->now; /* rotation is activity */
+    rc = ts_session_put(t, op->new_hash, &rec);
+  }
+  memcpy(op->handle, rec.handle, TS_HANDLE_BYTES);
+  op->expires_at = rec.expires_at;
+  op->idle_expires_at = ts_session_idle_expires_at(&rec);
+  free(copy);
+  return rc;
+}
+
+static int apply_revoke(ts_txn *t, ts_write *w) {
+  session_op *op = (session_op *)w;
+  if (op->by_handle) {
+    int rc = ts_session_by_handle(t, op->handle, op->hash);
+    if (rc) return rc == TS_ENOTFOUND ? 0 : rc;
+  }
+  ts_session_rec rec;
+  int rc = ts_session_get(t, op->hash, &rec);
+  if (rc) return rc == TS_ENOTFOUND ? 0 : rc;
+  op->revoked = ts_session_alive(&rec, op->now) ? 1 : 0;
+  memcpy(op->handle, rec.handle, TS_HANDLE_BYTES);
+  return ts_session_delete(t, op->hash, &rec);
+}
+
+static int apply_revoke_all(ts_txn *t, ts_write *w) {
+  session_op *op = (session_op *)w;
+  enum { MAX_AT_ONCE = 4096 };
+  uint8_t(*handles)[TS_HANDLE_BYTES] = malloc(MAX_AT_ONCE * TS_HANDLE_BYTES);
+  if (!handles) return TS_ENOMEM;
+  size_t n = 0;
+  ts_cursor *c;
+  int rc = ts_cursor_open(t, TS_T_BY_SUB, &c);
+  if (rc) goto out;
+  const void *v;
+  size_t vl;
+  for (rc = ts_cursor_dup_first(c, op->sub, op->sub_len, &v, &vl); rc == 0 && n < MAX_AT_ONCE;
+       rc = ts_cursor_dup_next(c, &v, &vl)) {
+    if (vl != TS_HANDLE_BYTES) continue;
+    if (op->has_except && memcmp(v, op->except, TS_HANDLE_BYTES) == 0) continue;
+    memcpy(handles[n++], v, TS_HANDLE_BYTES);
+  }
+  ts_cursor_close(c);
+  if (rc != TS_ENOTFOUND && rc != 0) goto out;
+  rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    uint8_t hash[TS_HASH_BYTES];
+    ts_session_rec rec;
+    rc = ts_session_by_handle(t, handles[i], hash);
+    if (rc == 0) rc = ts_session_get(t, hash, &rec);
+    if (rc == TS_ENOTFOUND) {
+      rc = 0;
+      continue;
+    }
+    if (rc) break;
+    op->revoked += ts_session_alive(&rec, op->now);
+    rc = ts_session_delete(t, hash, &rec);
+  }
+out:
+  free(handles);
+  return rc;
+}
+
+static int apply_touch(ts_txn *t, ts_write *w) {
+  session_op *op = (session_op *)w;
+  int rc = ts_session_touch(t, op->hash, op->now);
+  return rc == TS_ENOTFOUND ? 0 : rc;
+}
+
+/* ---- loop-thread halves ------------------------------------------------------------- */
+
+static void done_create(ts_write *w, int status) {
+  session_op *op = (session_op *)w;
+  if (status) ts_req_fail(op->req, status, NULL);
+  else ts_session_pack_issued(op->req, op->sid, op->handle, op->expires_at, op->idle_expires_at);
+  op_free(op);
+}
+
+static void done_revoked_count(ts_write *w, int status) {
+  session_op *op = (session_op *)w;
+  if (status) {
+    ts_req_fail(op->req, status, NULL);
+  } else {
+    msgpack_packer *pk = ts_req_result(op->req);
+    msgpack_pack_map(pk, 1);
+    pack_kv_int(pk, "revoked", op->revoked);
+    ts_req_send(op->req);
+  }
+  op_free(op);
+}
+
+static void done_rotate(ts_write *w, int status) {
+  session_op *op = (session_op *)w;
+  if (status != TS_ENOTFOUND) {
+    done_create(w, status);
+    return;
+  }
+  ts_req_fail(op->req, TS_EUNAUTHENTICATED, NULL); /* unknown, expired or revoked */
+  op_free(op);
+}
+
+/* Enforced binding: the session was revoked; the answer is unauthenticated either way. */
+static void done_drop(ts_write *w, int status) {
+  session_op *op = (session_op *)w;
+  (void)status;
+  ts_req_fail(op->req, TS_EUNAUTHENTICATED, NULL);
+  op_free(op);
+}
+
+static void done_touch(ts_write *w, int status) {
+  (void)status; /* a lost touch only shortens the session */
+  op_free((session_op *)w);
+}
+
+static session_op *op_new(ts_req *r, enum op_kind kind) {
+  session_op *op = calloc(1, sizeof(*op));
+  if (!op) {
+    if (r) ts_req_fail(r, TS_ENOMEM, NULL);
+    return NULL;
+  }
+  static const struct {
+    int (*apply)(ts_txn *, ts_write *);
+    void (*done)(ts_write *, int);
+  } ops[] = {
+      [OP_CREATE] = {apply_create, done_create},
+      [OP_ROTATE] = {apply_rotate, done_rotate},
+      [OP_REVOKE] = {apply_revoke, done_revoked_count},
+      [OP_REVOKE_ALL] = {apply_revoke_all, done_revoked_count},
+      [OP_TOUCH] = {apply_touch, done_touch},
+      [OP_DROP] = {apply_revoke, done_drop},
+  };
+  op->w.apply = ops[kind].apply;
+  op->w.done = ops[kind].done;
+  op->kind = kind;
+  op->req = r;
+  op->now = (int64_t)time(NULL);
+  return op;
+}
+
+static void submit(ts_domain *d, session_op *op) { ts_writer_submit(d->writer, &op->w); }
+
+/* ---- handlers ------------------------------------------------------------------------ */
+
+static const ts_param client_spec[] = {
+    {"ip", TS_P_STR, false, 1, 64},
+    {"ua", TS_P_STR, false, 1, 1024},
+};
+
+/* Parses the optional `client` map into ip/ua. Returns false after replying bad_request. */
+static bool parse_client(ts_req *r, const ts_param_value *v, ts_param_value out[2]) {
+  memset(out, 0, 2 * sizeof(*out));
+  if (!v->present) return true;
+  char why[160];
+  if (ts_params_parse(v->obj, client_spec, 2, out, why, sizeof(why)) != 0) {
+    ts_req_failf(r, TS_EBAD_REQUEST, "client: %s", why);
+    return false;
+  }
+  return true;
+}
+
+/* Checks a duration param against its default and maximum. */
+static bool duration_or_default(ts_req *r, const ts_param_value *v, const char *name, int64_t def,
+                                int64_t max, int64_t *out) {
+  *out = v->present ? v->i64 : def;
+  if (*out > max) {
+    ts_req_failf(r, TS_EBAD_REQUEST, "%s must be 1..%lld seconds", name, (long long)max);
+    return false;
+  }
+  return true;
+}
+
+void ts_session_start_create(ts_req *r, const char *sub, size_t sub_len, int64_t ttl,
+                             int64_t idle_ttl, const msgpack_object *data, const ts_param_value *ip,
+                             const ts_param_value *ua) {
+  ts_domain *d = domain_of(r);
+  session_op *op = op_new(r, OP_CREATE);
+  if (!op) return;
+  msgpack_sbuffer data_buf;
+  msgpack_sbuffer_init(&data_buf);
+  if (data) {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &data_buf, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *data);
+  }
+  ts_session_rec rec = {
+      .created_at = op->now, .expires_at = op->now + ttl, .last_seen_at = op->now,
+      .idle_ttl = idle_ttl, .sub = sub, .sub_len = sub_len,
+      .ip = ip && ip->present ? ip->str : "", .ip_len = ip && ip->present ? ip->len : 0,
+      .ua = ua && ua->present ? ua->str : "", .ua_len = ua && ua->present ? ua->len : 0,
+      .data = (const uint8_t *)data_buf.data, .data_len = data_buf.size};
+  randombytes_buf(op->sid, TS_SID_BYTES);
+  randombytes_buf(rec.handle, TS_HANDLE_BYTES);
+  memcpy(op->handle, rec.handle, TS_HANDLE_BYTES);
+  ts_session_hash(op->sid, op->hash);
+  op->expires_at = rec.expires_at;
+  op->idle_expires_at = ts_session_idle_expires_at(&rec);
+  op->rec = ts_session_encode(&rec, &op->rec_len);
+  msgpack_sbuffer_destroy(&data_buf);
+  if (!op->rec) {
+    ts_req_fail(r, TS_ENOMEM, NULL);
+    op_free(op);
+    return;
+  }
+  submit(d, op);
+}
+
+void ts_session_create(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {
+      {"sub", TS_P_STR, true, 1, 256},
+      {"ttl", TS_P_DURATION, false, 0, 0},
+      {"idle_ttl", TS_P_DURATION, false, 0, 0},
+      {"data", TS_P_MAP, false, 0, 4096},
+      {"client", TS_P_MAP, false, 0, 4096},
+  };
+  ts_param_value v[5], cl[2];
+  char why[160];
+  if (ts_params_parse(params, spec, 5, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  const ts_config *cfg = domain_of(r)->cfg;
+  int64_t ttl, idle;
+  if (!duration_or_default(r, &v[1], "ttl", cfg->session_ttl, cfg->max_session_ttl, &ttl) ||
+      !duration_or_default(r, &v[2], "idle_ttl", cfg->session_idle_ttl, cfg->max_session_ttl,
+                           &idle) ||
+      !parse_client(r, &v[4], cl))
+    return;
+  ts_session_start_create(r, v[0].str, v[0].len, ttl, idle, v[3].present ? v[3].obj : NULL,
+                          &cl[0], &cl[1]);
+}
+
+/* Decodes and hashes the `sid` param; false (after replying unauthenticated) if malformed. */
+static bool sid_hash_of(ts_req *r, const ts_param_value *v, uint8_t hash[TS_HASH_BYTES]) {
+  uint8_t sid[TS_SID_BYTES];
+  bool ok = ts_session_sid_decode(v->str, v->len, sid);
+  if (ok) ts_session_hash(sid, hash);
+  sodium_memzero(sid, sizeof(sid));
+  if (!ok) ts_req_fail(r, TS_EUNAUTHENTICATED, NULL);
+  return ok;
+}
+
+static bool differs(const char *a, size_t al, const ts_param_value *b) {
+  return b->present && al > 0 && (al != b->len || memcmp(a, b->str, al) != 0);
+}
+
+static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_expires_at,
+                           bool ip_changed, bool ua_changed) {
+  int64_t now = (int64_t)time(NULL);
+  char handle_s[TS_HANDLE_CHARS + 1];
+  b64(handle_s, sizeof(handle_s), rec->handle, TS_HANDLE_BYTES);
+  msgpack_packer *pk = ts_req_result(r);
+  msgpack_pack_map(pk, 8);
+  pack_kv_str(pk, "sub", rec->sub, rec->sub_len);
+  pack_kv_str(pk, "handle", handle_s, TS_HANDLE_CHARS);
+  ts_pack_cstr(pk, "data");
+  if (rec->data_len) msgpack_sbuffer_write(&r->out, (const char *)rec->data, rec->data_len);
+  else msgpack_pack_map(pk, 0);
+  pack_kv_int(pk, "created_at", rec->created_at);
+  pack_kv_int(pk, "expires_at", rec->expires_at);
+  pack_kv_int(pk, "expires_in", rec->expires_at - now);
+  pack_kv_int(pk, "idle_expires_at", idle_expires_at);
+  ts_pack_cstr(pk, "anomalies");
+  msgpack_pack_array(pk, (size_t)ip_changed + ua_changed);
+  if (ip_changed) ts_pack_cstr(pk, "ip_changed");
+  if (ua_changed) ts_pack_cstr(pk, "ua_changed");
+  ts_req_send(r);
+}
+
+void ts_session_validate(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {
+      {"sid", TS_P_STR, true, 1, 8192},
+      {"client", TS_P_MAP, false, 0, 4096},
+  };
+  ts_param_value v[2], cl[2];
+  char why[160];
+  if (ts_params_parse(params, spec, 2, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  uint8_t hash[TS_HASH_BYTES];
+  if (!parse_client(r, &v[1], cl) || !sid_hash_of(r, &v[0], hash)) return;
+  ts_domain *d = domain_of(r);
+  int64_t now = (int64_t)time(NULL);
+  ts_txn *t;
+  int rc = ts_store_read(d->store, &t);
+  if (rc) {
+    ts_req_fail(r, TS_EUNAVAILABLE, NULL);
+    return;
+  }
+  ts_session_rec rec;
+  rc = ts_session_get(t, hash, &rec);
+  if (rc || !ts_session_alive(&rec, now)) {
+    ts_store_abort(t);
+    ts_req_fail(r, rc && rc != TS_ENOTFOUND ? TS_EUNAVAILABLE : TS_EUNAUTHENTICATED, NULL);
+    return;
+  }
+  bool ip_changed = differs(rec.ip, rec.ip_len, &cl[0]);
+  bool ua_changed = differs(rec.ua, rec.ua_len, &cl[1]);
+  int64_t idle_expires_at = ts_session_idle_expires_at(&rec);
+  int64_t touch_every = rec.idle_ttl / 10 > 1 ? rec.idle_ttl / 10 : 1;
+  enum op_kind follow = OP_TOUCH;
+  bool write = now - rec.last_seen_at >= touch_every;
+  if (ua_changed && d->cfg->bind_policy == TS_BIND_ENFORCE) follow = OP_DROP, write = true;
+  if (follow == OP_TOUCH) {
+    if (write) {
+      ts_session_rec slid = rec;
+      slid.last_seen_at = now;
+      idle_expires_at = ts_session_idle_expires_at(&slid);
+    }
+    pack_validated(r, &rec, idle_expires_at, ip_changed, ua_changed);
+  }
+  ts_store_abort(t);
+  if (!write) return;
+  session_op *op = op_new(follow == OP_DROP ? r : NULL, follow);
+  if (!op) return;
+  memcpy(op->hash, hash, TS_HASH_BYTES);
+  if (follow == OP_DROP)
+    ts_log(TS_LOG_INFO, "session revoked: user agent changed (bind-policy enforce)", NULL);
+  submit(d, op);
+}
+
+void ts_session_rotate(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {{"sid", TS_P_STR, true, 1, 8192}};
+  ts_param_value v[1];
+  char why[160];
+  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  uint8_t hash[TS_HASH_BYTES];
+  if (!sid_hash_of(r, &v[0], hash)) return;
+  session_op *op = op_new(r, OP_ROTATE);
+  if (!op) return;
+  memcpy(op->hash, hash, TS_HASH_BYTES);
+  randombytes_buf(op->sid, TS_SID_BYTES);
+  ts_session_hash(op->sid, op->new_hash);
+  submit(domain_of(r), op);
+}
+
+static bool handle_decode(const ts_param_value *v, uint8_t out[TS_HANDLE_BYTES]) {
+  size_t n = 0;
+  const char *end = NULL;
+  char again[TS_HANDLE_CHARS + 1];
+  if (v->len != TS_HANDLE_CHARS ||
+      sodium_base642bin(out, TS_HANDLE_BYTES, v->str, v->len, NULL, &n, &end,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      n != TS_HANDLE_BYTES || end != v->str + v->len)
+    return false;
+  b64(again, sizeof(again), out, TS_HANDLE_BYTES);
+  return memcmp(again, v->str, TS_HANDLE_CHARS) == 0;
+}
+
+static void reply_revoked(ts_req *r, unsigned n) {
+  msgpack_packer *pk = ts_req_result(r);
+  msgpack_pack_map(pk, 1);
+  pack_kv_int(pk, "revoked", n);
+  ts_req_send(r);
+}
+
+void ts_session_revoke(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {
+      {"sid", TS_P_STR, false, 1, 8192},
+      {"handle", TS_P_STR, false, 1, 256},
+  };
+  ts_param_value v[2];
+  char why[160];
+  if (ts_params_parse(params, spec, 2, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  if (v[0].present == v[1].present) {
+    ts_req_fail(r, TS_EBAD_REQUEST, "give exactly one of sid and handle");
+    return;
+  }
+  session_op *op = op_new(r, OP_REVOKE);
+  if (!op) return;
+  bool ok;
+  if (v[0].present) {
+    uint8_t sid[TS_SID_BYTES];
+    ok = ts_session_sid_decode(v[0].str, v[0].len, sid);
+    if (ok) ts_session_hash(sid, op->hash);
+    sodium_memzero(sid, sizeof(sid));
+  } else {
+    ok = handle_decode(&v[1], op->handle);
+    op->by_handle = true;
+  }
+  if (!ok) { /* an id that cannot exist revokes nothing */
+    op_free(op);
+    reply_revoked(r, 0);
+    return;
+  }
+  submit(domain_of(r), op);
+}
+
+void ts_session_revoke_all(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {
+      {"sub", TS_P_STR, true, 1, 256},
+      {"except", TS_P_STR, false, 1, 256},
+  };
+  ts_param_value v[2];
+  char why[160];
+  if (ts_params_parse(params, spec, 2, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  session_op *op = op_new(r, OP_REVOKE_ALL);
+  if (!op) return;
+  ts_param_copy(&v[0], op->sub, sizeof(op->sub));
+  op->sub_len = v[0].len;
+  if (v[1].present) {
+    if (!handle_decode(&v[1], op->except)) {
+      op_free(op);
+      ts_req_fail(r, TS_EBAD_REQUEST, "except is not a session handle");
+      return;
+    }
+    op->has_except = true;
+  }
+  submit(domain_of(r), op);
+}
+
+static void pack_listed(msgpack_packer *pk, msgpack_sbuffer *out, const ts_session_rec *rec) {
+  char handle_s[TS_HANDLE_CHARS + 1];
+  b64(handle_s, sizeof(handle_s), rec->handle, TS_HANDLE_BYTES);
+  msgpack_pack_map(pk, 7);
+  pack_kv_str(pk, "handle", handle_s, TS_HANDLE_CHARS);
+  pack_kv_int(pk, "created_at", rec->created_at);
+  pack_kv_int(pk, "last_seen_at", rec->last_seen_at);
+  pack_kv_int(pk, "expires_at", rec->expires_at);
+  pack_kv_int(pk, "idle_expires_at", ts_session_idle_expires_at(rec));
+  ts_pack_cstr(pk, "data");
+  if (rec->data_len) msgpack_sbuffer_write(out, (const char *)rec->data, rec->data_len);
+  else msgpack_pack_map(pk, 0);
+  ts_pack_cstr(pk, "client");
+  msgpack_pack_map(pk, (size_t)(rec->ip_len > 0) + (rec->ua_len > 0));
+  if (rec->ip_len) pack_kv_str(pk, "ip", rec->ip, rec->ip_len);
+  if (rec->ua_len) pack_kv_str(pk, "ua", rec->ua, rec->ua_len);
+}
+
+void ts_session_list(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {{"sub", TS_P_STR, true, 1, 256}};
+  ts_param_value v[1];
+  char why[160];
+  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  ts_domain *d = domain_of(r);
+  int64_t now = (int64_t)time(NULL);
+  ts_txn *t;
+  ts_cursor *c = NULL;
+  if (ts_store_read(d->store, &t) != 0 || ts_cursor_open(t, TS_T_BY_SUB, &c) != 0) {
+    ts_store_abort(t);
+    ts_req_fail(r, TS_EUNAVAILABLE, NULL);
+    return;
+  }
+  /* Pack the sessions into a side buffer first: the count leads the array. */
+  msgpack_sbuffer items;
+  msgpack_sbuffer_init(&items);
+  msgpack_packer ipk;
+  msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
+  size_t count = 0;
+  const void *hv;
+  size_t hl;
+  for (int rc = ts_cursor_dup_first(c, v[0].str, v[0].len, &hv, &hl); rc == 0;
+       rc = ts_cursor_dup_next(c, &hv, &hl)) {
+    uint8_t hash[TS_HASH_BYTES];
+    ts_session_rec rec;
+    if (hl != TS_HANDLE_BYTES || ts_session_by_handle(t, hv, hash) != 0 ||
+        ts_session_get(t, hash, &rec) != 0 || !ts_session_alive(&rec, now))
+      continue;
+    pack_listed(&ipk, &items, &rec);
+    count++;
+  }
+  ts_cursor_close(c);
+  ts_store_abort(t);
+  msgpack_packer *pk = ts_req_result(r);
+  msgpack_pack_map(pk, 1);
+  ts_pack_cstr(pk, "sessions");
+  msgpack_pack_array(pk, count);
+  msgpack_sbuffer_write(&r->out, items.data, items.size);
+  msgpack_sbuffer_destroy(&items);
+  ts_req_send(r);
+}

@@ -1,0 +1,264 @@
+/* sidecar/store_lmdb.c: the store on LMDB (one environment, one named database per table).
+ *
+ * Size: the map is set to --max-store-bytes at open. That reserves address space only; the file
+ * grows page by page as data is written, so "growing the map" is LMDB's own file growth, and
+ * MDB_MAP_FULL means the cap is reached: the transaction is aborted (nothing half-written)
+ * and callers answer `unavailable`.
+ * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
+ * ts_store_sync being called periodically by the writer.
+ * MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so a reader
+ * slot can be reset and renewed cheaply. */
+#include "store.h"
+
+#include "error.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SCHEMA_VERSION 1u
+
+struct ts_store {
+  MDB_env *env;
+  MDB_dbi dbi[TS_T_COUNT_];
+  size_t max_bytes;
+};
+
+struct ts_txn {
+  ts_store *store;
+  MDB_txn *txn;
+  bool write;
+};
+
+struct ts_cursor {
+  MDB_cursor *cur;
+};
+
+static const char *const table_names[TS_T_COUNT_] = {
+    "meta", "sessions", "handles", "by_sub", "expiry", "families", "revoked", "cutoffs"};
+
+static int map_err(int rc) {
+  switch (rc) {
+  case 0: return 0;
+  case MDB_NOTFOUND: return TS_ENOTFOUND;
+  case MDB_MAP_FULL: return TS_EMAPFULL;
+  case ENOMEM: return TS_ENOMEM;
+  default: return TS_EIO;
+  }
+}
+
+static int open_tables(ts_store *s, char *why, size_t cap) {
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  if (rc) goto fail;
+  for (int i = 0; i < TS_T_COUNT_; i++) {
+    unsigned flags = MDB_CREATE | (i == TS_T_BY_SUB ? MDB_DUPSORT : 0);
+    if ((rc = mdb_dbi_open(txn, table_names[i], flags, &s->dbi[i])) != 0) goto abort;
+  }
+  MDB_val k = {6, "schema"}, v;
+  rc = mdb_get(txn, s->dbi[TS_T_META], &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    uint32_t version = SCHEMA_VERSION;
+    v = (MDB_val){sizeof(version), &version};
+    rc = mdb_put(txn, s->dbi[TS_T_META], &k, &v, 0);
+  } else if (rc == 0) {
+    uint32_t version;
+    if (v.mv_size != sizeof(version)) goto bad_schema;
+    memcpy(&version, v.mv_data, sizeof(version));
+    if (version != SCHEMA_VERSION) goto bad_schema;
+  }
+  if (rc) goto abort;
+  rc = mdb_txn_commit(txn);
+  if (rc) goto fail;
+  return 0;
+bad_schema:
+  mdb_txn_abort(txn);
+  snprintf(why, cap, "data directory holds an unknown schema version");
+  return TS_ECONFIG;
+abort:
+  mdb_txn_abort(txn);
+fail:
+  snprintf(why, cap, "cannot open the store's tables: %s", mdb_strerror(rc));
+  return map_err(rc) == TS_EMAPFULL ? TS_EMAPFULL : TS_ECONFIG;
+}
+
+int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t why_cap) {
+  *out = NULL;
+  if (mkdir(opt->dir, 0700) != 0 && errno != EEXIST) {
+    snprintf(why, why_cap, "cannot create %s: %s", opt->dir, strerror(errno));
+    return TS_ECONFIG;
+  }
+  ts_store *s = calloc(1, sizeof(*s));
+  if (!s) return TS_ENOMEM;
+  s->max_bytes = opt->max_bytes;
+  int rc = mdb_env_create(&s->env);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env, TS_T_COUNT_);
+  if (rc == 0) rc = mdb_env_set_maxreaders(s->env, 126);
+  if (rc == 0) rc = mdb_env_set_mapsize(s->env, opt->max_bytes);
+  if (rc == 0)
+    rc = mdb_env_open(s->env, opt->dir, MDB_NOTLS | (opt->relaxed ? MDB_NOSYNC : 0), 0600);
+  if (rc) {
+    snprintf(why, why_cap, "cannot open the store in %s: %s", opt->dir, mdb_strerror(rc));
+    if (s->env) mdb_env_close(s->env);
+    free(s);
+    return TS_ECONFIG;
+  }
+  int dead;
+  mdb_reader_check(s->env, &dead);
+  if ((rc = open_tables(s, why, why_cap)) != 0) {
+    mdb_env_close(s->env);
+    free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void ts_store_close(ts_store *s) {
+  if (!s) return;
+  mdb_env_sync(s->env, 1);
+  mdb_env_close(s->env);
+  free(s);
+}
+
+int ts_store_sync(ts_store *s) { return map_err(mdb_env_sync(s->env, 1)); }
+
+int ts_store_reader_check(ts_store *s) {
+  int dead = 0;
+  int rc = mdb_reader_check(s->env, &dead);
+  return rc ? map_err(rc) : dead;
+}
+
+int ts_store_info_get(ts_store *s, ts_store_info *info) {
+  memset(info, 0, sizeof(*info));
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc) return map_err(rc);
+  for (int i = 0; i < TS_T_COUNT_; i++) {
+    MDB_stat st;
+    if (mdb_stat(txn, s->dbi[i], &st) == 0) info->entries[i] = st.ms_entries;
+  }
+  MDB_envinfo ei;
+  MDB_stat est;
+  mdb_env_info(s->env, &ei);
+  mdb_env_stat(s->env, &est);
+  mdb_txn_abort(txn);
+  info->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * est.ms_psize;
+  info->max_bytes = s->max_bytes;
+  const char *path;
+  struct stat fst;
+  char file[4096];
+  if (mdb_env_get_path(s->env, &path) == 0) {
+    snprintf(file, sizeof(file), "%s/data.mdb", path);
+    if (stat(file, &fst) == 0) info->file_bytes = (uint64_t)fst.st_size;
+  }
+  return 0;
+}
+
+static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
+  ts_txn *t = malloc(sizeof(*t));
+  if (!t) return TS_ENOMEM;
+  int rc = mdb_txn_begin(s->env, parent, write ? 0 : MDB_RDONLY, &t->txn);
+  if (rc) {
+    free(t);
+    return map_err(rc);
+  }
+  t->store = s;
+  t->write = write;
+  *out = t;
+  return 0;
+}
+
+int ts_store_read(ts_store *s, ts_txn **out) { return txn_new(s, NULL, false, out); }
+int ts_store_write(ts_store *s, ts_txn **out) { return txn_new(s, NULL, true, out); }
+int ts_store_nest(ts_txn *parent, ts_txn **out) {
+  return txn_new(parent->store, parent->txn, true, out);
+}
+
+int ts_store_commit(ts_txn *t) {
+  int rc = t->write ? mdb_txn_commit(t->txn) : (mdb_txn_abort(t->txn), 0);
+  free(t);
+  return map_err(rc);
+}
+
+void ts_store_abort(ts_txn *t) {
+  if (!t) return;
+  mdb_txn_abort(t->txn);
+  free(t);
+}
+
+int ts_store_get(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void **val,
+                 size_t *vlen) {
+  MDB_val k = {klen, (void *)key}, v;
+  int rc = mdb_get(t->txn, t->store->dbi[tb], &k, &v);
+  if (rc) return map_err(rc);
+  *val = v.mv_data;
+  *vlen = v.mv_size;
+  return 0;
+}
+
+int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
+                 size_t vlen) {
+  MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+  int rc = mdb_put(t->txn, t->store->dbi[tb], &k, &v, 0);
+  return rc == MDB_KEYEXIST ? 0 : map_err(rc);
+}
+
+int ts_store_del(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
+                 size_t vlen) {
+  MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+  return map_err(mdb_del(t->txn, t->store->dbi[tb], &k, val ? &v : NULL));
+}
+
+int ts_cursor_open(ts_txn *t, enum ts_table tb, ts_cursor **out) {
+  ts_cursor *c = malloc(sizeof(*c));
+  if (!c) return TS_ENOMEM;
+  int rc = mdb_cursor_open(t->txn, t->store->dbi[tb], &c->cur);
+  if (rc) {
+    free(c);
+    return map_err(rc);
+  }
+  *out = c;
+  return 0;
+}
+
+void ts_cursor_close(ts_cursor *c) {
+  if (!c) return;
+  mdb_cursor_close(c->cur);
+  free(c);
+}
+
+static int cursor_get(ts_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op, const void **ko,
+                      size_t *kl, const void **vo, size_t *vl) {
+  int rc = mdb_cursor_get(c->cur, k, v, op);
+  if (rc) return map_err(rc);
+  if (ko) *ko = k->mv_data, *kl = k->mv_size;
+  if (vo) *vo = v->mv_data, *vl = v->mv_size;
+  return 0;
+}
+
+int ts_cursor_seek(ts_cursor *c, const void *key, size_t klen, const void **k, size_t *kl,
+                   const void **v, size_t *vl) {
+  MDB_val mk = {klen, (void *)key}, mv;
+  return cursor_get(c, &mk, &mv, key ? MDB_SET_RANGE : MDB_FIRST, k, kl, v, vl);
+}
+
+int ts_cursor_next(ts_cursor *c, const void **k, size_t *kl, const void **v, size_t *vl) {
+  MDB_val mk, mv;
+  return cursor_get(c, &mk, &mv, MDB_NEXT, k, kl, v, vl);
+}
+
+int ts_cursor_dup_first(ts_cursor *c, const void *key, size_t klen, const void **v, size_t *vl) {
+  MDB_val mk = {klen, (void *)key}, mv;
+  return cursor_get(c, &mk, &mv, MDB_SET_KEY, NULL, NULL, v, vl);
+}
+
+int ts_cursor_dup_next(ts_cursor *c, const void **v, size_t *vl) {
+  MDB_val mk, mv;
+  return cursor_get(c, &mk, &mv, MDB_NEXT_DUP, NULL, NULL, v, vl);
+}
+
+int ts_cursor_del(ts_cursor *c) { return map_err(mdb_cursor_del(c->cur, 0)); }

@@ -1,0 +1,507 @@
+/* tests/integration/test_server.c: the foundation, against the real daemon: the wire limits,
+ * the door, backpressure, the connection cap, graceful stop, the client library and the CLI. */
+#include "daemon.h"
+#include "tt.h"
+#include "wire.h"
+
+#include <tessera/tessera.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static json_t *call_ok(tessera_client *c, const char *method, const char *params_json) {
+  json_t *params = params_json ? json_loads(params_json, 0, NULL) : NULL;
+  json_t *result = NULL;
+  tessera_error err;
+  int rc = tessera_call(c, method, params, 10000, &result, &err);
+  json_decref(params);
+  TT_ASSERT_MSG(rc == 0, "%s: %s (%s: %s)", method, tessera_strerror(rc), err.code, err.message);
+  return result;
+}
+
+static long long stat_of(tessera_client *c, const char *name) {
+  json_t *s = call_ok(c, "sys.stats", NULL);
+  json_t *v = json_object_get(s, name);
+  TT_ASSERT_MSG(json_is_integer(v), "sys.stats has no %s", name);
+  long long n = json_integer_value(v);
+  json_decref(s);
+  return n;
+}
+
+static tessera_client *client_of(const td_daemon *d) {
+  tessera_client *c = NULL;
+  int rc = tessera_connect(d->socket, &c);
+  TT_ASSERT_MSG(rc == 0, "connect: %s", tessera_strerror(rc));
+  return c;
+}
+
+/* A connection that still answers proves the daemon kept serving. */
+static void assert_serving(const td_daemon *d) {
+  tessera_client *c = client_of(d);
+  json_decref(call_ok(c, "sys.ping", NULL));
+  tessera_close(c);
+}
+
+static void ping_answers(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *r = call_ok(c, "sys.ping", NULL);
+  TT_ASSERT(json_is_string(json_object_get(r, "version")));
+  long long now = json_integer_value(json_object_get(r, "now"));
+  TT_ASSERT(now > 1700000000 && llabs(now - (long long)time(NULL)) < 5);
+  json_decref(r);
+  r = call_ok(c, "sys.ping", "{}");
+  json_decref(r);
+  TT_EQ_INT(stat_of(c, "method.sys.ping"), 2);
+  TT_EQ_INT(stat_of(c, "connections"), 1);
+  tessera_close(c);
+  TT_ASSERT(WIFEXITED(td_stop(&d)));
+  td_cleanup(&d);
+}
+
+static void errors_are_named(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *r = NULL;
+  tessera_error err;
+  TT_EQ_INT(tessera_call(c, "no.such", NULL, 5000, &r, &err), TESSERA_EREMOTE);
+  TT_EQ_STR(err.code, "unknown_method");
+  json_t *p = json_pack("{s:i}", "bogus", 1);
+  TT_EQ_INT(tessera_call(c, "sys.ping", p, 5000, &r, &err), TESSERA_EREMOTE);
+  TT_EQ_STR(err.code, "bad_request");
+  TT_ASSERT(strstr(err.message, "bogus") != NULL);
+  TT_ASSERT(r == NULL);
+  json_decref(p);
+  TT_EQ_INT(stat_of(c, "error.bad_request"), 1);
+  TT_EQ_INT(stat_of(c, "error.unknown_method"), 1);
+  tessera_close(c);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+/* Bad shapes with a good msgid answer bad_request on a connection that stays open. */
+static void bad_shapes_get_bad_request(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  static const uint8_t method_int[] = {0x94, 0x00, 0x07, 0x05, 0x90};        /* method 5 */
+  static const uint8_t params_map[] = {0x94, 0x00, 0x08, 0xa1, 'x', 0x80};   /* params {} */
+  static const uint8_t params_two[] = {0x94, 0x00, 0x09, 0xa1, 'x', 0x92, 0x80, 0x80};
+  static const uint8_t key_int[] = {0x94, 0x00, 0x0a, 0xa8, 's', 'y', 's', '.', 'p', 'i', 'n', 'g',
+                                    0x91, 0x81, 0x01, 0x02};
+  const uint8_t *msgs[] = {method_int, params_map, params_two, key_int};
+  size_t lens[] = {sizeof(method_int), sizeof(params_map), sizeof(params_two), sizeof(key_int)};
+  int fd = tw_connect(d.socket);
+  tw_reader rd;
+  tw_reader_init(&rd, fd);
+  for (int i = 0; i < 4; i++) {
+    TT_ASSERT(tw_send(fd, msgs[i], lens[i]));
+    uint32_t id;
+    char code[32];
+    TT_ASSERT(tw_read_response(&rd, 5000, &id, code, sizeof(code)));
+    TT_EQ_INT(id, 7 + i);
+    TT_EQ_STR(code, "bad_request");
+  }
+  /* A client notification is ignored; the next request is answered (pynvim sends one first). */
+  static const uint8_t note[] = {0x93, 0x02, 0xa1, 'x', 0x90};
+  TT_ASSERT(tw_send(fd, note, sizeof(note)));
+  TT_ASSERT(tw_send_request(fd, 42, "sys.ping"));
+  uint32_t id;
+  char code[32];
+  TT_ASSERT(tw_read_response(&rd, 5000, &id, code, sizeof(code)));
+  TT_EQ_INT(id, 42);
+  TT_EQ_STR(code, "");
+  tw_reader_destroy(&rd);
+  close(fd);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+/* Every hostile input of PROTOCOL.md's limits table. */
+typedef struct hostile {
+  const char *name;
+  uint8_t bytes[80];
+  size_t len;
+} hostile;
+
+static size_t deep_nesting(uint8_t *b) {
+  size_t n = 0;
+  b[n++] = 0x94; b[n++] = 0x00; b[n++] = 0x01; b[n++] = 0xa1; b[n++] = 'x';
+  b[n++] = 0x91; /* params array */
+  for (int i = 0; i < 9; i++) b[n++] = 0x91; /* nine levels inside params: one too many */
+  b[n++] = 0x01;
+  return n;
+}
+
+static void hostile_inputs(hostile *h, size_t *count) {
+  size_t n = 0;
+#define H(nm, ...) do { static const uint8_t b_[] = {__VA_ARGS__}; h[n].name = nm; \
+    memcpy(h[n].bytes, b_, sizeof(b_)); h[n].len = sizeof(b_); n++; } while (0)
+  H("array32 of 4G", 0xdd, 0xff, 0xff, 0xff, 0xff);
+  H("map32 of 4G", 0xdf, 0xff, 0xff, 0xff, 0xff);
+  H("str32 of 4G", 0xdb, 0xff, 0xff, 0xff, 0xff);
+  H("bin32 of 4G", 0xc6, 0xff, 0xff, 0xff, 0xff);
+  H("str32 in params", 0x94, 0x00, 0x01, 0xa1, 'x', 0x91, 0x81, 0xa1, 'k', 0xdb, 0x7f, 0xff, 0xff, 0xff);
+  H("ext type", 0x94, 0x00, 0x01, 0xa1, 'x', 0x91, 0x81, 0xa1, 'k', 0xd4, 0x01, 0x02);
+  H("msgid over 32 bits", 0x94, 0x00, 0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xa1, 'x', 0x90);
+  H("negative msgid", 0x94, 0x00, 0xff, 0xa1, 'x', 0x90);
+  H("response from client", 0x94, 0x01, 0x01, 0xc0, 0xc0);
+  H("not an array", 0xa3, 'a', 'b', 'c');
+  H("byte 0xc1", 0xc1);
+#undef H
+  h[n].name = "nesting 9 deep";
+  h[n].len = deep_nesting(h[n].bytes);
+  n++;
+  *count = n;
+}
+
+static void hostile_input_closes_only_that_connection(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  hostile h[16];
+  size_t n;
+  hostile_inputs(h, &n);
+  tessera_client *bystander = client_of(&d);
+  for (size_t i = 0; i < n; i++) {
+    int fd = tw_connect(d.socket);
+    TT_ASSERT(tw_send(fd, h[i].bytes, h[i].len));
+    TT_ASSERT_MSG(tw_closed_within(fd, 5000), "%s: connection not closed", h[i].name);
+    close(fd);
+    json_decref(call_ok(bystander, "sys.ping", NULL)); /* the open connection keeps working */
+  }
+  TT_EQ_INT(stat_of(bystander, "connections_closed_protocol"), (long long)n);
+  tessera_close(bystander);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void message_over_limit_closes(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  /* 70,000 bytes of small items in params: over the 64 KiB limit long before it ends. */
+  int fd = tw_connect(d.socket);
+  uint8_t head[] = {0x94, 0x00, 0x01, 0xa1, 'x', 0x91, 0xdd, 0x00, 0x00, 0xff, 0xff};
+  TT_ASSERT(tw_send(fd, head, sizeof(head)));
+  uint8_t zeros[4096] = {0};
+  for (int i = 0; i < 17; i++)
+    if (!tw_send(fd, zeros, sizeof(zeros))) break; /* the daemon may close while we write */
+  TT_ASSERT(tw_closed_within(fd, 5000));
+  close(fd);
+  assert_serving(&d);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void hostile_connections_keep_memory_flat(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  hostile h[16];
+  size_t n;
+  hostile_inputs(h, &n);
+  for (int i = 0; i < 50; i++) { /* warm up the allocator */
+    int fd = tw_connect(d.socket);
+    tw_send(fd, h[i % n].bytes, h[i % n].len);
+    TT_ASSERT(tw_closed_within(fd, 5000));
+    close(fd);
+  }
+  long before = td_rss_kib(&d);
+  for (int i = 0; i < 1000; i++) {
+    int fd = tw_connect(d.socket);
+    tw_send(fd, h[i % n].bytes, h[i % n].len);
+    TT_ASSERT_MSG(tw_closed_within(fd, 5000), "%s: not closed", h[i % n].name);
+    close(fd);
+  }
+  long after = td_rss_kib(&d);
+  fprintf(stderr, "rss before %ld KiB, after 1000 hostile connections %ld KiB\n", before, after);
+  TT_ASSERT_MSG(after - before < 10 * 1024, "RSS grew by %ld KiB", after - before);
+  assert_serving(&d);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void dripping_client_is_cut_off(void) {
+  static const char *const args[] = {"--message-timeout", "300ms", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  int fd = tw_connect(d.socket);
+  /* A 40-byte request, one byte every 50 ms: 2 s in all, far past the 300 ms limit. Each byte
+   * arrives well within 300 ms of the last, so only a clock that does not restart fires. */
+  uint8_t msg[40] = {0x94, 0x00, 0x01, 0xa8, 's', 'y', 's', '.', 'p', 'i', 'n', 'g', 0x91, 0x81,
+                     0xb9};
+  memset(msg + 15, 'a', 25);
+  bool closed = false;
+  for (size_t i = 0; i < sizeof(msg) && !closed; i++) {
+    if (!tw_send(fd, msg + i, 1)) closed = true;
+    else closed = tw_closed_within(fd, 50);
+  }
+  TT_ASSERT_MSG(closed || tw_closed_within(fd, 2000), "dripping connection was not closed");
+  close(fd);
+  tessera_client *c = client_of(&d);
+  TT_EQ_INT(stat_of(c, "connections_closed_timeout"), 1);
+  tessera_close(c);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void socket_is_not_world_accessible(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  struct stat st;
+  TT_ASSERT(stat(d.socket, &st) == 0);
+  TT_ASSERT(S_ISSOCK(st.st_mode));
+  TT_EQ_INT(st.st_mode & 0777, 0660);
+  char dir[256];
+  snprintf(dir, sizeof(dir), "%s/run", d.dir);
+  TT_ASSERT(stat(dir, &st) == 0);
+  TT_EQ_INT(st.st_mode & 0777, 0750);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void disallowed_peer_is_cut_off_before_parsing(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  struct passwd *nobody = getpwnam("nobody");
+  TT_ASSERT(nobody != NULL && geteuid() == 0); /* the suite runs as root (CI does) */
+  /* Let nobody reach the socket file; the daemon's own check must still refuse it. */
+  char dir[256];
+  snprintf(dir, sizeof(dir), "%s/run", d.dir);
+  TT_ASSERT(chmod(d.dir, 0755) == 0 && chmod(dir, 0755) == 0 && chmod(d.socket, 0666) == 0);
+  pid_t pid = fork();
+  TT_ASSERT(pid >= 0);
+  if (pid == 0) {
+    if (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0) _exit(3);
+    int fd = tw_connect(d.socket);
+    if (!tw_send_request(fd, 1, "sys.ping")) _exit(0); /* closed already: fine */
+    tw_reader rd;
+    tw_reader_init(&rd, fd);
+    const msgpack_object *o = tw_next(&rd, 5000);
+    _exit(o == NULL ? 0 : 4); /* EOF without any reply */
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nobody got a reply (status %d)", st);
+  tessera_client *c = client_of(&d);
+  TT_EQ_INT(stat_of(c, "connections_rejected_peer"), 1);
+  /* nobody's ping was never parsed: the only requests are these two sys.stats calls. */
+  TT_EQ_INT(stat_of(c, "requests"), 2);
+  tessera_close(c);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void many_connections_pipelining(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  enum { CONNS = 500, PER = 100 };
+  static tessera_client *cs[CONNS];
+  static uint32_t ids[CONNS][PER];
+  for (int i = 0; i < CONNS; i++) cs[i] = client_of(&d);
+  for (int i = 0; i < CONNS; i++)
+    for (int k = 0; k < PER; k++) TT_EQ_INT(tessera_send(cs[i], "sys.ping", NULL, &ids[i][k]), 0);
+  long good = 0;
+  for (int i = 0; i < CONNS; i++) {
+    for (int k = PER - 1; k >= 0; k--) { /* in reverse: replies are matched by msgid */
+      json_t *r = NULL;
+      tessera_error err;
+      int rc = tessera_wait(cs[i], ids[i][k], 30000, &r, &err);
+      TT_ASSERT_MSG(rc == 0, "conn %d req %d: %s", i, k, tessera_strerror(rc));
+      good += json_is_string(json_object_get(r, "version"));
+      json_decref(r);
+    }
+    tessera_close(cs[i]);
+  }
+  TT_EQ_INT(good, CONNS * PER);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+/* A client that pipelines and never reads: reading pauses, memory stays bounded, and every
+ * reply is still there when it finally reads. */
+static void non_reading_client_is_paused(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  enum { N = 20000 };
+  int fd = tw_connect(d.socket);
+  int sz = 64 * 1024;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  struct timeval tv = {.tv_sec = 2};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  uint32_t sent = 0;
+  while (sent < N && tw_send_request(fd, sent + 1, "sys.ping")) sent++;
+  /* The writes stopped (SO_SNDTIMEO) because the daemon stopped reading. */
+  TT_ASSERT_MSG(sent < N, "daemon kept reading %u requests nobody read replies to", sent);
+  tessera_client *c = client_of(&d);
+  TT_ASSERT(stat_of(c, "read_pauses") >= 1);
+  long rss = td_rss_kib(&d);
+  TT_ASSERT_MSG(rss < 64 * 1024, "daemon RSS %ld KiB", rss);
+  tessera_close(c);
+  tw_reader rd;
+  tw_reader_init(&rd, fd);
+  /* Read everything; send the rest as room appears. */
+  uint32_t got = 0, expect = 1;
+  tv.tv_sec = 0;
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  while (got < sent) {
+    uint32_t id;
+    char code[32];
+    TT_ASSERT(tw_read_response(&rd, 10000, &id, code, sizeof(code)));
+    TT_EQ_INT(id, expect);
+    TT_EQ_STR(code, "");
+    expect++;
+    got++;
+  }
+  tw_reader_destroy(&rd);
+  close(fd);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static void connection_cap_sheds_new_connections(void) {
+  static const char *const args[] = {"--max-connections", "4", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *cs[4];
+  for (int i = 0; i < 4; i++) {
+    cs[i] = client_of(&d);
+    json_decref(call_ok(cs[i], "sys.ping", NULL));
+  }
+  tessera_client *waiting = client_of(&d); /* connects: the kernel's backlog holds it */
+  uint32_t id;
+  TT_EQ_INT(tessera_send(waiting, "sys.ping", NULL, &id), 0);
+  for (int i = 0; i < 4; i++) json_decref(call_ok(cs[i], "sys.ping", NULL)); /* still served */
+  TT_EQ_INT(stat_of(cs[0], "connections"), 4);
+  tessera_close(cs[3]);
+  json_t *r = NULL;
+  TT_EQ_INT(tessera_wait(waiting, id, 10000, &r, NULL), 0); /* admitted once a slot freed */
+  json_decref(r);
+  for (int i = 0; i < 3; i++) tessera_close(cs[i]);
+  tessera_close(waiting);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+/* SIGTERM under load: every request the daemon read is answered, in order, then EOF; exit 0. */
+static void sigterm_under_load_answers_what_was_read(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  enum { CONNS = 10, PER = 2000 };
+  int fds[CONNS];
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  for (uint32_t k = 1; k <= PER; k++) {
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, k);
+    msgpack_pack_str_with_body(&pk, "sys.ping", 8);
+    msgpack_pack_array(&pk, 0);
+  }
+  tw_reader rds[CONNS];
+  for (int i = 0; i < CONNS; i++) {
+    fds[i] = tw_connect(d.socket);
+    TT_ASSERT(tw_send(fds[i], sb.data, sb.size));
+    tw_reader_init(&rds[i], fds[i]);
+  }
+  uint32_t id;
+  char code[32];
+  TT_ASSERT(tw_read_response(&rds[0], 5000, &id, code, sizeof(code))); /* it is busy */
+  kill(d.pid, SIGTERM);
+  long total = 1;
+  for (int i = 0; i < CONNS; i++) {
+    uint32_t expect = i == 0 ? 2 : 1;
+    while (tw_read_response(&rds[i], 10000, &id, code, sizeof(code))) {
+      TT_EQ_INT(id, expect); /* no reply lost in the middle */
+      TT_EQ_STR(code, "");
+      expect++;
+      total++;
+    }
+    tw_reader_destroy(&rds[i]);
+    close(fds[i]);
+  }
+  int st;
+  waitpid(d.pid, &st, 0);
+  d.pid = 0;
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  char *log = td_read_log(&d);
+  char want[64];
+  snprintf(want, sizeof(want), "\"msg\":\"drained\",\"requests\":%ld}", total);
+  TT_ASSERT_MSG(strstr(log, want) != NULL, "replies %ld do not match the requests read", total);
+  free(log);
+  msgpack_sbuffer_destroy(&sb);
+  td_cleanup(&d);
+}
+
+static void stale_socket_is_replaced_but_not_a_file(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  td_kill9(&d); /* leaves the socket file behind */
+  td_launch(&d, NULL);
+  assert_serving(&d);
+  td_stop(&d);
+  /* A regular file where the socket should be: refused, and left alone. */
+  FILE *f = fopen(d.socket, "w");
+  TT_ASSERT(f != NULL);
+  fclose(f);
+  char cmd[768];
+  snprintf(cmd, sizeof(cmd), "%s --socket %s --data %s --keys %s 2>/dev/null", TESSERAD_PATH, d.socket,
+           d.data, d.keys);
+  int st = system(cmd);
+  TT_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+  struct stat sb;
+  TT_ASSERT(stat(d.socket, &sb) == 0 && S_ISREG(sb.st_mode));
+  td_cleanup(&d);
+}
+
+static void cli_ping_stats_and_call(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  char out[8192];
+  static const char *const ping[] = {"ping", NULL};
+  TT_EQ_INT(td_cli(&d, out, sizeof(out), ping), 0);
+  json_t *j = json_loads(out, 0, NULL);
+  TT_ASSERT_MSG(j && json_is_string(json_object_get(j, "version")), "ping printed: %s", out);
+  json_decref(j);
+  static const char *const stats[] = {"stats", NULL};
+  TT_EQ_INT(td_cli(&d, out, sizeof(out), stats), 0);
+  j = json_loads(out, 0, NULL);
+  TT_ASSERT_MSG(j && json_integer_value(json_object_get(j, "method.sys.ping")) == 1, "%s", out);
+  json_decref(j);
+  static const char *const call[] = {"call", "sys.ping", "{}", NULL};
+  TT_EQ_INT(td_cli(&d, out, sizeof(out), call), 0);
+  TT_ASSERT(strstr(out, "\"version\"") != NULL);
+  static const char *const bad[] = {"call", "sys.ping", "{\"bogus\": true}", NULL};
+  TT_EQ_INT(td_cli(&d, out, sizeof(out), bad), 1);
+  static const char *const unknown[] = {"call", "nope", NULL};
+  TT_EQ_INT(td_cli(&d, out, sizeof(out), unknown), 1);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
+static const tt_case cases[] = {
+    TT_CASE(ping_answers),
+    TT_CASE(errors_are_named),
+    TT_CASE(bad_shapes_get_bad_request),
+    TT_CASE(hostile_input_closes_only_that_connection),
+    TT_CASE(message_over_limit_closes),
+    TT_CASE(hostile_connections_keep_memory_flat),
+    TT_CASE(dripping_client_is_cut_off),
+    TT_CASE(socket_is_not_world_accessible),
+    TT_CASE(disallowed_peer_is_cut_off_before_parsing),
+    TT_CASE(many_connections_pipelining),
+    TT_CASE(non_reading_client_is_paused),
+    TT_CASE(connection_cap_sheds_new_connections),
+    TT_CASE(sigterm_under_load_answers_what_was_read),
+    TT_CASE(stale_socket_is_replaced_but_not_a_file),
+    TT_CASE(cli_ping_stats_and_call),
+};
+TT_MAIN(cases)

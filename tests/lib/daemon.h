@@ -1,0 +1,42 @@
+/* tests/lib/daemon.h: start the real tesserad for an integration test.
+ *
+ * Each daemon gets a fresh temporary directory holding its socket (run/tesserad.sock), data
+ * dir, keys dir and log file (tesserad.log: its stderr). Readiness is the daemon's own signal:
+ * it sends READY=1 on $NOTIFY_SOCKET (the systemd protocol) once it listens, so no test sleeps
+ * or polls for the socket. Failures end the test (tt_fail). */
+#ifndef TT_DAEMON_H
+#define TT_DAEMON_H
+
+#include <sys/types.h>
+
+typedef struct td_daemon {
+  pid_t pid;
+  char dir[128];
+  char socket[192];
+  char data[192];
+  char keys[192];
+  char log[192];
+} td_daemon;
+
+/* Makes the temp dir and fills the paths; does not start anything. */
+void td_init(td_daemon *d);
+/* Starts tesserad on d's paths with extra flags (NULL-terminated list, may be NULL) and waits
+ * until it is ready. */
+void td_launch(td_daemon *d, const char *const *extra);
+/* td_init + td_launch. */
+void td_start(td_daemon *d, const char *const *extra);
+/* SIGTERM and wait; returns the wait status. */
+int td_stop(td_daemon *d);
+/* SIGKILL and wait. */
+void td_kill9(td_daemon *d);
+/* Removes the temp dir (the daemon must be stopped). */
+void td_cleanup(td_daemon *d);
+/* Resident set size of the daemon, in KiB. */
+long td_rss_kib(const td_daemon *d);
+/* Runs the tessera CLI against d's socket with args (NULL-terminated); captures stdout into out
+ * (NUL-terminated, truncated to cap) and returns the exit status. */
+int td_cli(const td_daemon *d, char *out, size_t cap, const char *const *args);
+/* Whole log file as a malloc'd string (caller frees). */
+char *td_read_log(const td_daemon *d);
+
+#endif

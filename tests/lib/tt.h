@@ -1,0 +1,43 @@
+/* tests/lib/tt.h: the tiny test runner every C test program uses.
+ *
+ * A test program lists its cases in one table and ends with TT_MAIN(cases). Each case runs in a
+ * forked child (a crash or a failed assertion fails that case only) with a time limit
+ * (TT_TIMEOUT seconds, default 120). Output, one line per case, read by tests/run:
+ *   ok - name            not ok - name: file:line: what failed
+ * Running a program with a case name as argument runs just that case. */
+#ifndef TT_H
+#define TT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tt_case {
+  const char *name;
+  void (*fn)(void);
+} tt_case;
+
+int tt_main(int argc, char **argv, const tt_case *cases, size_t n);
+void tt_fail(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
+
+#define TT_MAIN(cases) \
+  int main(int argc, char **argv) { return tt_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0])); }
+#define TT_CASE(fn) {#fn, fn}
+
+#define TT_ASSERT(cond) \
+  do { if (!(cond)) tt_fail(__FILE__, __LINE__, "assertion failed: %s", #cond); } while (0)
+#define TT_ASSERT_MSG(cond, ...) \
+  do { if (!(cond)) tt_fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+#define TT_EQ_INT(a, b)                                                                          \
+  do {                                                                                           \
+    long long tt_a_ = (long long)(a), tt_b_ = (long long)(b);                                    \
+    if (tt_a_ != tt_b_) tt_fail(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, tt_a_, #b, tt_b_); \
+  } while (0)
+#define TT_EQ_STR(a, b)                                                                          \
+  do {                                                                                           \
+    const char *tt_a_ = (a), *tt_b_ = (b);                                                       \
+    if (!tt_a_ || !tt_b_ || strcmp(tt_a_, tt_b_) != 0)                                           \
+      tt_fail(__FILE__, __LINE__, "%s == \"%s\", expected \"%s\"", #a, tt_a_ ? tt_a_ : "(null)", tt_b_ ? tt_b_ : "(null)"); \
+  } while (0)
+
+#endif
