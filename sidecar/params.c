@@ -133,7 +133,7 @@ static int check_value(const ts_param *p, const msgpack_object *o, ts_param_valu
 
 int ts_params_parse(const msgpack_object *params, const ts_param *spec, size_t n,
                     ts_param_value *vals, char *why, size_t why_cap) {
-  memset(vals, 0, n * sizeof(*vals));
+  if (n) memset(vals, 0, n * sizeof(*vals));
   uint32_t count = params ? params->via.map.size : 0;
   for (uint32_t i = 0; i < count; i++) {
     const msgpack_object *k = &params->via.map.ptr[i].key;

@@ -221,7 +221,9 @@ static void hostile_connections_keep_memory_flat(void) {
   }
   long after = td_rss_kib(&d);
   fprintf(stderr, "rss before %ld KiB, after 1000 hostile connections %ld KiB\n", before, after);
-  TT_ASSERT_MSG(after - before < 10 * 1024, "RSS grew by %ld KiB", after - before);
+  /* ASan keeps freed memory in quarantine: RSS says nothing there (tests/run sets this). */
+  if (!getenv("TT_SANITIZED"))
+    TT_ASSERT_MSG(after - before < 10 * 1024, "RSS grew by %ld KiB", after - before);
   assert_serving(&d);
   td_stop(&d);
   td_cleanup(&d);
@@ -342,7 +344,7 @@ static void non_reading_client_is_paused(void) {
   tessera_client *c = client_of(&d);
   TT_ASSERT(stat_of(c, "read_pauses") >= 1);
   long rss = td_rss_kib(&d);
-  TT_ASSERT_MSG(rss < 64 * 1024, "daemon RSS %ld KiB", rss);
+  if (!getenv("TT_SANITIZED")) TT_ASSERT_MSG(rss < 64 * 1024, "daemon RSS %ld KiB", rss);
   tessera_close(c);
   tw_reader rd;
   tw_reader_init(&rd, fd);
