@@ -1,4 +1,4 @@
-/* sidecar/jws.h: compact JWS (RFC 7515) with Ed25519 (RFC 8037), and the JWT claim checks
+/* proto/jws.h: compact JWS (RFC 7515) with Ed25519 (RFC 8037), and the JWT claim checks
  * (RFC 7519) the tokens of PROTOCOL.md need.
  *
  * Pure functions: no I/O, no globals, no libuv. Keys come in as fixed-size libsodium arrays;
@@ -7,8 +7,8 @@
  * carried in the header, canonical base64url, no duplicate JSON members, 8 KiB at most. Every
  * reason to refuse a token maps to TS_EUNAUTHENTICATED; time checks give TS_EEXPIRED.
  * Call sodium_init() once before using this module. */
-#ifndef TS_SIDECAR_JWS_H
-#define TS_SIDECAR_JWS_H
+#ifndef TS_PROTO_JWS_H
+#define TS_PROTO_JWS_H
 
 #include <jansson.h>
 #include <stddef.h>

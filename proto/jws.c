@@ -1,4 +1,4 @@
-/* sidecar/jws.c: compact JWS with Ed25519, and JWT claim checks. See jws.h.
+/* proto/jws.c: compact JWS with Ed25519, and JWT claim checks. See jws.h.
  *
  * Design. A token is three base64url segments: header, payload, signature. Verification
  * works from the outside in and trusts nothing it has not checked yet:
