@@ -14,7 +14,7 @@
 
 enum opt_type {
   OPT_STR, OPT_UINT, OPT_SIZE, OPT_MILLIS, OPT_SECONDS, OPT_UIDS, OPT_GIDS, OPT_LEVEL,
-  OPT_DURABILITY, OPT_BIND, OPT_SAMESITE
+  OPT_DURABILITY, OPT_BIND, OPT_SAMESITE, OPT_STR0, OPT_SECONDS0
 };
 
 typedef struct option_row {
@@ -65,6 +65,20 @@ static const option_row options[] = {
    "report: flag ip/ua changes in `anomalies` | enforce: a changed user agent revokes the session"},
   {"cookie-name", OPT_STR, OFF(cookie_name), "__Host-sid", "session cookie name"},
   {"cookie-samesite", OPT_SAMESITE, OFF(cookie_samesite), "Lax", "Strict | Lax | None"},
+  {"issuer", OPT_STR, OFF(issuer), "tessera", "the iss claim of every token issued and expected"},
+  {"audience", OPT_STR0, OFF(audience), "",
+   "default expected audience for token.verify (empty: tokens carrying aud are refused)"},
+  {"leeway", OPT_SECONDS0, OFF(leeway), "60", "clock skew allowed on exp and nbf (seconds)"},
+  {"access-ttl", OPT_SECONDS, OFF(access_ttl), "15m", "default access token lifetime"},
+  {"max-access-ttl", OPT_SECONDS, OFF(max_access_ttl), "24h", "largest access ttl a caller may ask"},
+  {"purpose-ttl", OPT_SECONDS, OFF(purpose_ttl), "24h", "default purpose token lifetime"},
+  {"max-purpose-ttl", OPT_SECONDS, OFF(max_purpose_ttl), "30d", "largest purpose token ttl"},
+  {"refresh-ttl", OPT_SECONDS, OFF(refresh_ttl), "30d", "default refresh token lifetime"},
+  {"max-refresh-ttl", OPT_SECONDS, OFF(max_refresh_ttl), "365d", "largest refresh ttl"},
+  {"refresh-grace", OPT_SECONDS0, OFF(refresh_grace), "10",
+   "a rotated refresh token presented again within this many seconds gets the same successor"},
+  {"jwks-max-age", OPT_SECONDS, OFF(jwks_max_age), "300",
+   "seconds a client may cache keys.jwks (max_age)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -170,6 +184,12 @@ static bool set_option(ts_config *c, const option_row *o, const char *v) {
     return true;
   case OPT_MILLIS: return parse_millis(v, (int64_t *)field) && *(int64_t *)field > 0;
   case OPT_SECONDS: return parse_seconds(v, (int64_t *)field);
+  case OPT_SECONDS0: /* zero allowed */
+    if (strcmp(v, "0") == 0) return (*(int64_t *)field = 0) == 0;
+    return parse_seconds(v, (int64_t *)field);
+  case OPT_STR0: /* empty allowed */
+    free(*(char **)field);
+    return (*(char **)field = strdup(v)) != NULL;
   case OPT_DURABILITY:
     if (strcmp(v, "full") && strcmp(v, "relaxed")) return false;
     *(int *)field = strcmp(v, "full") == 0 ? TS_DURABILITY_FULL : TS_DURABILITY_RELAXED;
@@ -254,6 +274,9 @@ int ts_config_load(ts_config *c, int argc, char **argv) {
   }
   if (c->max_depth > 32) return bad("at most 32 for", "max-depth", NULL);
   if (c->max_message > (1u << 30)) return bad("at most 1G for", "max-message", NULL);
+  if (c->access_ttl > c->max_access_ttl || c->purpose_ttl > c->max_purpose_ttl ||
+      c->refresh_ttl > c->max_refresh_ttl)
+    return bad("a default ttl above its maximum:", "max-*-ttl", NULL);
   if (c->session_ttl > c->max_session_ttl || c->session_idle_ttl > c->max_session_ttl)
     return bad("session ttls above", "max-session-ttl", NULL);
   for (const char *p = c->cookie_name; *p; p++)
@@ -264,7 +287,8 @@ int ts_config_load(ts_config *c, int argc, char **argv) {
 
 void ts_config_free(ts_config *c) {
   for (size_t i = 0; i < N_OPTIONS; i++)
-    if (options[i].type == OPT_STR || options[i].type == OPT_SAMESITE) {
+    if (options[i].type == OPT_STR || options[i].type == OPT_STR0 ||
+        options[i].type == OPT_SAMESITE) {
       char **p = (char **)((char *)c + options[i].offset);
       free(*p);
       *p = NULL;

@@ -45,6 +45,15 @@ typedef struct ts_config {
   int bind_policy; /* TS_BIND_* */
   char *cookie_name;
   char *cookie_samesite;
+  /* tokens (seconds) */
+  char *issuer;
+  char *audience; /* "" : none expected by default */
+  int64_t leeway;
+  int64_t access_ttl, max_access_ttl;
+  int64_t purpose_ttl, max_purpose_ttl;
+  int64_t refresh_ttl, max_refresh_ttl;
+  int64_t refresh_grace;
+  int64_t jwks_max_age;
 } ts_config;
 
 enum { TS_DURABILITY_FULL = 0, TS_DURABILITY_RELAXED = 1 };

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "rpc.h"
 #include "sessions.h"
+#include "tokens.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,12 @@ static ts_method methods[] = {
     {"session.revoke", ts_session_revoke, 0, 0},
     {"session.list", ts_session_list, 0, 0},
     {"session.revoke_all", ts_session_revoke_all, 0, 0},
+    {"session.exchange", ts_session_exchange, 0, 0},
+    {"keys.jwks", ts_keys_jwks, 0, 0},
+    {"keys.rotate", ts_keys_rotate, TS_METHOD_ADMIN, 0},
+    {"token.issue", ts_token_issue, 0, 0},
+    {"token.verify", ts_token_verify, 0, 0},
+    {"token.consume", ts_token_consume, 0, 0},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 

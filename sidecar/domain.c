@@ -16,6 +16,7 @@ int ts_domain_open(ts_domain *d, const ts_config *cfg, void *uv_loop) {
     ts_log(TS_LOG_ERROR, "cannot open the store", "{s:s}", "error", why);
     return rc;
   }
+  if ((rc = ts_keys_open(&d->keys, cfg)) != 0) return rc;
   int cleared = ts_store_reader_check(d->store);
   if (cleared > 0) ts_log(TS_LOG_INFO, "stale store readers cleared", "{s:i}", "readers", cleared);
   rc = ts_writer_start(&d->writer, uv_loop, d->store, so.relaxed);
@@ -30,6 +31,7 @@ int ts_domain_open(ts_domain *d, const ts_config *cfg, void *uv_loop) {
 }
 
 void ts_domain_close(ts_domain *d) {
+  ts_keys_close(&d->keys);
   if (d->sweeper) ts_sweeper_stop(d->sweeper);
   if (d->writer) ts_writer_stop(d->writer);
   ts_store_close(d->store);

@@ -7,6 +7,7 @@
 #define TS_DOMAIN_H
 
 #include "config.h"
+#include "keys.h"
 
 #include <stdint.h>
 
@@ -31,6 +32,7 @@ struct ts_domain {
   struct ts_store *store;
   struct ts_writer *writer;
   struct ts_sweeper *sweeper;
+  ts_keys keys;
 };
 typedef struct ts_domain ts_domain;
 

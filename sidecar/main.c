@@ -19,6 +19,8 @@ static void on_drained(ts_server *s) {
   ts_log(TS_LOG_INFO, "drained", "{s:I}", "requests", (json_int_t)s->stats.requests);
 }
 
+static void on_reload(ts_server *s) { ts_keys_reload(&s->domain->keys, s->cfg); }
+
 int main(int argc, char **argv) {
   ts_config cfg;
   int rc = ts_config_load(&cfg, argc, argv);
@@ -33,6 +35,7 @@ int main(int argc, char **argv) {
   static ts_domain domain;
   static ts_server server; /* large; zeroed */
   server.on_drained = on_drained;
+  server.on_reload = on_reload;
   if (ts_domain_open(&domain, &cfg, loop) != 0) {
     ts_domain_close(&domain);
     ts_config_free(&cfg);

@@ -124,6 +124,7 @@ static int check_value(const ts_param *p, const msgpack_object *o, ts_param_valu
       return TS_EBAD_REQUEST;
     }
     return 0;
+  case TS_P_ANY: return 0;
   }
   static const char *const names[] = {"a string", "a positive integer", "an integer", "a boolean",
                                       "a map with string keys"};

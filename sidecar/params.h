@@ -19,6 +19,7 @@ enum ts_param_type {
   TS_P_INT,      /* any integer */
   TS_P_BOOL,
   TS_P_MAP,      /* map with str keys, at most max bytes as msgpack */
+  TS_P_ANY,      /* any value; the handler checks it */
 };
 
 typedef struct ts_param {

@@ -23,7 +23,7 @@
 #define TS_HANDLE_BYTES 16
 #define TS_HANDLE_CHARS 22
 #define TS_HASH_BYTES 32
-#define TS_EXPIRY_KEY_MAX 64 /* be64 time | kind | key */
+#define TS_EXPIRY_KEY_MAX 272 /* be64 time | kind | key (a sub: up to 257 bytes) */
 
 typedef struct ts_session_rec {
   int64_t created_at, expires_at, last_seen_at, idle_ttl;

@@ -286,12 +286,10 @@ static bool duration_or_default(ts_req *r, const ts_param_value *v, const char *
   return true;
 }
 
-void ts_session_start_create(ts_req *r, const char *sub, size_t sub_len, int64_t ttl,
-                             int64_t idle_ttl, const msgpack_object *data, const ts_param_value *ip,
-                             const ts_param_value *ua) {
-  ts_domain *d = domain_of(r);
-  session_op *op = op_new(r, OP_CREATE);
-  if (!op) return;
+int ts_session_prepare(ts_session_new *n, const char *sub, size_t sub_len, int64_t now,
+                       int64_t ttl, int64_t idle_ttl, const msgpack_object *data,
+                       const ts_param_value *ip, const ts_param_value *ua) {
+  memset(n, 0, sizeof(*n));
   msgpack_sbuffer data_buf;
   msgpack_sbuffer_init(&data_buf);
   if (data) {
@@ -300,25 +298,55 @@ void ts_session_start_create(ts_req *r, const char *sub, size_t sub_len, int64_t
     msgpack_pack_object(&pk, *data);
   }
   ts_session_rec rec = {
-      .created_at = op->now, .expires_at = op->now + ttl, .last_seen_at = op->now,
-      .idle_ttl = idle_ttl, .sub = sub, .sub_len = sub_len,
+      .created_at = now, .expires_at = now + ttl, .last_seen_at = now, .idle_ttl = idle_ttl,
+      .sub = sub, .sub_len = sub_len,
       .ip = ip && ip->present ? ip->str : "", .ip_len = ip && ip->present ? ip->len : 0,
       .ua = ua && ua->present ? ua->str : "", .ua_len = ua && ua->present ? ua->len : 0,
       .data = (const uint8_t *)data_buf.data, .data_len = data_buf.size};
-  randombytes_buf(op->sid, TS_SID_BYTES);
+  randombytes_buf(n->sid, TS_SID_BYTES);
   randombytes_buf(rec.handle, TS_HANDLE_BYTES);
-  memcpy(op->handle, rec.handle, TS_HANDLE_BYTES);
-  ts_session_hash(op->sid, op->hash);
-  op->expires_at = rec.expires_at;
-  op->idle_expires_at = ts_session_idle_expires_at(&rec);
-  op->rec = ts_session_encode(&rec, &op->rec_len);
+  memcpy(n->handle, rec.handle, TS_HANDLE_BYTES);
+  ts_session_hash(n->sid, n->hash);
+  n->expires_at = rec.expires_at;
+  n->idle_expires_at = ts_session_idle_expires_at(&rec);
+  n->rec = ts_session_encode(&rec, &n->rec_len);
   msgpack_sbuffer_destroy(&data_buf);
-  if (!op->rec) {
+  return n->rec ? 0 : TS_ENOMEM;
+}
+
+void ts_session_new_wipe(ts_session_new *n) {
+  sodium_memzero(n->sid, sizeof(n->sid));
+  free(n->rec);
+  n->rec = NULL;
+}
+
+int ts_session_put_new(ts_txn *t, const ts_session_new *n) {
+  ts_session_rec rec;
+  if (!ts_session_decode(n->rec, n->rec_len, &rec)) return TS_EINTERNAL;
+  return ts_session_put(t, n->hash, &rec);
+}
+
+void ts_session_start_create(ts_req *r, const char *sub, size_t sub_len, int64_t ttl,
+                             int64_t idle_ttl, const msgpack_object *data, const ts_param_value *ip,
+                             const ts_param_value *ua) {
+  session_op *op = op_new(r, OP_CREATE);
+  if (!op) return;
+  ts_session_new n;
+  if (ts_session_prepare(&n, sub, sub_len, op->now, ttl, idle_ttl, data, ip, ua) != 0) {
+    ts_session_new_wipe(&n);
     ts_req_fail(r, TS_ENOMEM, NULL);
     op_free(op);
     return;
   }
-  submit(d, op);
+  memcpy(op->sid, n.sid, TS_SID_BYTES);
+  memcpy(op->hash, n.hash, TS_HASH_BYTES);
+  memcpy(op->handle, n.handle, TS_HANDLE_BYTES);
+  op->expires_at = n.expires_at;
+  op->idle_expires_at = n.idle_expires_at;
+  op->rec = n.rec; /* the op frees it */
+  op->rec_len = n.rec_len;
+  sodium_memzero(n.sid, sizeof(n.sid));
+  submit(domain_of(r), op);
 }
 
 void ts_session_create(ts_req *r, const msgpack_object *params) {

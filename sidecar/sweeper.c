@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "revocations.h"
 #include "session_store.h"
 
 #include <pthread.h>
@@ -48,6 +49,9 @@ static int sweep_entry(ts_txn *t, const uint8_t *k, size_t kl, int64_t now) {
       return rc ? rc : 1;
     }
     if (rc && rc != TS_ENOTFOUND) return rc;
+  } else if (kind == 'r' || kind == 'c') {
+    deleted = ts_revoked_sweep(t, kind, key, klen, now);
+    if (deleted < 0) return deleted;
   }
   /* Unknown kind, a record already gone, or a stale entry of a touched session. */
   rc = ts_store_del(t, TS_T_EXPIRY, k, kl, NULL, 0);

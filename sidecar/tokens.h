@@ -1,0 +1,57 @@
+/* sidecar/tokens.h: JWTs (PROTOCOL.md "tokens"): issue, verify, consume, and session.exchange.
+ * The signing and checking helpers here are shared with the refresh flow. */
+#ifndef TS_TOKENS_H
+#define TS_TOKENS_H
+
+#include "domain.h"
+#include "params.h"
+#include "server.h"
+#include "store.h"
+
+#include <jansson.h>
+
+#define TS_JTI_CHARS 22 /* 16 random bytes, base64url */
+
+#define TS_TYP_ACCESS "at+jwt"
+#define TS_TYP_REFRESH "rt+jwt"
+#define TS_TYP_PURPOSE "pt+jwt"
+
+/* What to put in a token besides iss/sub/iat/nbf/exp/jti. */
+typedef struct ts_token_spec {
+  const char *typ;
+  const char *sub; size_t sub_len;
+  int64_t now, ttl;
+  json_t *aud;          /* string or array, or NULL (borrowed) */
+  const char *scope;    /* or NULL */
+  const char *purpose;  /* or NULL */
+  const char *fam;      /* refresh family id, or NULL */
+  json_t *extra;        /* the caller's claims object, or NULL (borrowed) */
+} ts_token_spec;
+
+/* Signs with the active key. *token is malloc'd (caller frees); jti receives the new jti. */
+int ts_token_sign(ts_domain *d, const ts_token_spec *s, char **token,
+                  char jti[TS_JTI_CHARS + 1], int64_t *exp);
+
+/* Verifies signature, typ and the registered claims (iss, aud, exp, nbf with the leeway).
+ * aud NULL: the configured default. Returns 0 with *claims (new reference), or
+ * TS_EUNAUTHENTICATED / TS_EEXPIRED. */
+int ts_token_check(ts_domain *d, const char *tok, size_t len, const char *typ, const char *aud,
+                   int64_t now, json_t **claims, char kid[129]);
+
+/* The revocation list's verdict on verified claims (jti, fam, the sub's cut-off): 0 or
+ * TS_EREVOKED (or a store error). */
+int ts_token_revocation_check(ts_txn *t, const json_t *claims, int64_t now);
+
+/* Parses the aud / scope / claims params shared by token.issue and token.pair into spec
+ * (spec->aud and spec->extra become new references the caller releases). false: already
+ * replied bad_request. */
+bool ts_token_parse_common(ts_req *r, const ts_param_value *aud, const ts_param_value *scope,
+                           const ts_param_value *claims, ts_token_spec *spec, char *scope_buf,
+                           size_t scope_cap);
+
+void ts_token_issue(ts_req *r, const msgpack_object *params);
+void ts_token_verify(ts_req *r, const msgpack_object *params);
+void ts_token_consume(ts_req *r, const msgpack_object *params);
+void ts_session_exchange(ts_req *r, const msgpack_object *params);
+
+#endif
