@@ -7,6 +7,8 @@
 #include "rpc.h"
 #include "sessions.h"
 #include "tokens.h"
+#include "refresh.h"
+#include "events.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +30,11 @@ static ts_method methods[] = {
     {"token.issue", ts_token_issue, 0, 0},
     {"token.verify", ts_token_verify, 0, 0},
     {"token.consume", ts_token_consume, 0, 0},
+    {"token.pair", ts_token_pair, 0, 0},
+    {"token.refresh", ts_token_refresh, 0, 0},
+    {"token.revoke", ts_token_revoke, 0, 0},
+    {"user.revoke", ts_user_revoke, 0, 0},
+    {"events.subscribe", ts_events_subscribe, 0, 0},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 

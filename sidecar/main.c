@@ -7,6 +7,7 @@
 #include "config.h"
 #include "domain.h"
 #include "error.h"
+#include "events.h"
 #include "log.h"
 #include "server.h"
 
@@ -18,6 +19,8 @@ static void on_drained(ts_server *s) {
   uv_close((uv_handle_t *)&s->drain_timer, NULL);
   ts_log(TS_LOG_INFO, "drained", "{s:I}", "requests", (json_int_t)s->stats.requests);
 }
+
+static void on_keys_changed(void *ctx, int64_t version) { ts_events_keys(ctx, version); }
 
 static void on_reload(ts_server *s) { ts_keys_reload(&s->domain->keys, s->cfg); }
 
@@ -47,6 +50,8 @@ int main(int argc, char **argv) {
     ts_config_free(&cfg);
     return 1;
   }
+  domain.keys.on_change = on_keys_changed;
+  domain.keys.on_change_ctx = &server;
   ts_notify("READY=1");
   uv_run(loop, UV_RUN_DEFAULT);
   ts_domain_close(&domain); /* every write applied, threads joined, store synced */

@@ -174,3 +174,49 @@ int ts_session_touch(ts_txn *t, const uint8_t hash[TS_HASH_BYTES], int64_t at) {
   free(buf);
   return rc;
 }
+
+int ts_session_revoke_sub(ts_txn *t, const char *sub, size_t sub_len, const uint8_t *except,
+                          int64_t now,
+                          void (*on_revoked)(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
+                                             int64_t expires_at),
+                          void *ctx) {
+  enum { MAX_AT_ONCE = 4096 };
+  uint8_t(*handles)[TS_HANDLE_BYTES] = malloc(MAX_AT_ONCE * TS_HANDLE_BYTES);
+  if (!handles) return TS_ENOMEM;
+  size_t n = 0;
+  ts_cursor *c;
+  int rc = ts_cursor_open(t, TS_T_BY_SUB, &c);
+  if (rc) goto out;
+  const void *v;
+  size_t vl;
+  for (rc = ts_cursor_dup_first(c, sub, sub_len, &v, &vl); rc == 0 && n < MAX_AT_ONCE;
+       rc = ts_cursor_dup_next(c, &v, &vl)) {
+    if (vl != TS_HANDLE_BYTES) continue;
+    if (except && memcmp(v, except, TS_HANDLE_BYTES) == 0) continue;
+    memcpy(handles[n++], v, TS_HANDLE_BYTES);
+  }
+  ts_cursor_close(c);
+  if (rc != TS_ENOTFOUND && rc != 0) goto out;
+  int alive = 0;
+  rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    uint8_t hash[TS_HASH_BYTES];
+    ts_session_rec rec;
+    rc = ts_session_by_handle(t, handles[i], hash);
+    if (rc == 0) rc = ts_session_get(t, hash, &rec);
+    if (rc == TS_ENOTFOUND) {
+      rc = 0;
+      continue;
+    }
+    if (rc) break;
+    if (ts_session_alive(&rec, now)) {
+      alive++;
+      if (on_revoked) on_revoked(ctx, handles[i], rec.expires_at);
+    }
+    rc = ts_session_delete(t, hash, &rec);
+  }
+  if (rc == 0) rc = alive;
+out:
+  free(handles);
+  return rc;
+}

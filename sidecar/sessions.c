@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "domain.h"
 #include "error.h"
+#include "events.h"
 #include "log.h"
 #include "params.h"
 #include "rpc.h"
@@ -45,11 +46,13 @@ typedef struct session_op {
   /* results, written by the writer thread, read after the hand-back */
   int64_t expires_at, idle_expires_at;
   unsigned revoked;
+  ts_event_list events; /* sessions revoked, published once durable */
 } session_op;
 
 static ts_domain *domain_of(ts_req *r) { return r->conn->server->domain; }
 
 static void op_free(session_op *op) {
+  ts_event_list_free(&op->events);
   sodium_memzero(op->sid, sizeof(op->sid));
   free(op->rec);
   free(op);
@@ -97,6 +100,14 @@ void ts_session_pack_issued(ts_req *r, const uint8_t sid[TS_SID_BYTES],
 
 /* ---- writer-thread halves ------------------------------------------------------------- */
 
+static void on_session_revoked(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
+                               int64_t expires_at) {
+  session_op *op = ctx;
+  char h[TS_HANDLE_CHARS + 1];
+  b64(h, sizeof(h), handle, TS_HANDLE_BYTES);
+  ts_event_list_add(&op->events, "session", h, TS_HANDLE_CHARS, expires_at, 0);
+}
+
 static int apply_create(ts_txn *t, ts_write *w) {
   session_op *op = (session_op *)w;
   ts_session_rec rec;
@@ -137,45 +148,17 @@ static int apply_revoke(ts_txn *t, ts_write *w) {
   if (rc) return rc == TS_ENOTFOUND ? 0 : rc;
   op->revoked = ts_session_alive(&rec, op->now) ? 1 : 0;
   memcpy(op->handle, rec.handle, TS_HANDLE_BYTES);
+  if (op->revoked) on_session_revoked(op, rec.handle, rec.expires_at);
   return ts_session_delete(t, op->hash, &rec);
 }
 
 static int apply_revoke_all(ts_txn *t, ts_write *w) {
   session_op *op = (session_op *)w;
-  enum { MAX_AT_ONCE = 4096 };
-  uint8_t(*handles)[TS_HANDLE_BYTES] = malloc(MAX_AT_ONCE * TS_HANDLE_BYTES);
-  if (!handles) return TS_ENOMEM;
-  size_t n = 0;
-  ts_cursor *c;
-  int rc = ts_cursor_open(t, TS_T_BY_SUB, &c);
-  if (rc) goto out;
-  const void *v;
-  size_t vl;
-  for (rc = ts_cursor_dup_first(c, op->sub, op->sub_len, &v, &vl); rc == 0 && n < MAX_AT_ONCE;
-       rc = ts_cursor_dup_next(c, &v, &vl)) {
-    if (vl != TS_HANDLE_BYTES) continue;
-    if (op->has_except && memcmp(v, op->except, TS_HANDLE_BYTES) == 0) continue;
-    memcpy(handles[n++], v, TS_HANDLE_BYTES);
-  }
-  ts_cursor_close(c);
-  if (rc != TS_ENOTFOUND && rc != 0) goto out;
-  rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    uint8_t hash[TS_HASH_BYTES];
-    ts_session_rec rec;
-    rc = ts_session_by_handle(t, handles[i], hash);
-    if (rc == 0) rc = ts_session_get(t, hash, &rec);
-    if (rc == TS_ENOTFOUND) {
-      rc = 0;
-      continue;
-    }
-    if (rc) break;
-    op->revoked += ts_session_alive(&rec, op->now);
-    rc = ts_session_delete(t, hash, &rec);
-  }
-out:
-  free(handles);
-  return rc;
+  int n = ts_session_revoke_sub(t, op->sub, op->sub_len, op->has_except ? op->except : NULL,
+                                op->now, on_session_revoked, op);
+  if (n < 0) return n;
+  op->revoked = (unsigned)n;
+  return 0;
 }
 
 static int apply_touch(ts_txn *t, ts_write *w) {
@@ -193,8 +176,13 @@ static void done_create(ts_write *w, int status) {
   op_free(op);
 }
 
+static void publish(session_op *op) {
+  ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
+}
+
 static void done_revoked_count(ts_write *w, int status) {
   session_op *op = (session_op *)w;
+  publish(op);
   if (status) {
     ts_req_fail(op->req, status, NULL);
   } else {
@@ -220,6 +208,7 @@ static void done_rotate(ts_write *w, int status) {
 static void done_drop(ts_write *w, int status) {
   session_op *op = (session_op *)w;
   (void)status;
+  publish(op);
   ts_req_fail(op->req, TS_EUNAUTHENTICATED, NULL);
   op_free(op);
 }

@@ -34,6 +34,7 @@ enum ts_table {
   TS_T_FAMILIES, /* family id -> refresh family state */
   TS_T_REVOKED,  /* kind[1] | id -> be64 until */
   TS_T_CUTOFFS,  /* sub -> be64 before */
+  TS_T_FAM_BY_SUB, /* sub -> family id, many per key (sorted duplicates) */
   TS_T_COUNT_
 };
 

@@ -38,7 +38,8 @@ struct ts_cursor {
 };
 
 static const char *const table_names[TS_T_COUNT_] = {
-    "meta", "sessions", "handles", "by_sub", "expiry", "families", "revoked", "cutoffs"};
+    "meta", "sessions", "handles", "by_sub", "expiry", "families", "revoked", "cutoffs",
+    "fam_by_sub"};
 
 static int map_err(int rc) {
   switch (rc) {
@@ -55,7 +56,7 @@ static int open_tables(ts_store *s, char *why, size_t cap) {
   int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
   if (rc) goto fail;
   for (int i = 0; i < TS_T_COUNT_; i++) {
-    unsigned flags = MDB_CREATE | (i == TS_T_BY_SUB ? MDB_DUPSORT : 0);
+    unsigned flags = MDB_CREATE | (i == TS_T_BY_SUB || i == TS_T_FAM_BY_SUB ? MDB_DUPSORT : 0);
     if ((rc = mdb_dbi_open(txn, table_names[i], flags, &s->dbi[i])) != 0) goto abort;
   }
   MDB_val k = {6, "schema"}, v;

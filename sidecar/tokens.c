@@ -33,9 +33,14 @@ static ts_domain *domain_of(ts_req *r) { return r->conn->server->domain; }
 
 int ts_token_sign(ts_domain *d, const ts_token_spec *s, char **token,
                   char jti[TS_JTI_CHARS + 1], int64_t *exp) {
-  uint8_t raw[16];
-  randombytes_buf(raw, sizeof(raw));
-  sodium_bin2base64(jti, TS_JTI_CHARS + 1, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  if (s->jti) {
+    snprintf(jti, TS_JTI_CHARS + 1, "%s", s->jti);
+  } else {
+    uint8_t raw[16];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(jti, TS_JTI_CHARS + 1, raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  }
   *exp = s->now + s->ttl;
   json_t *c = s->extra ? json_deep_copy(s->extra) : json_object();
   if (!c) return TS_ENOMEM;
@@ -51,7 +56,8 @@ int ts_token_sign(ts_domain *d, const ts_token_spec *s, char **token,
             (s->fam && json_object_set_new(c, "fam", json_string(s->fam)));
   int rc = bad ? TS_ENOMEM : 0;
   if (!rc) {
-    const ts_key *k = ts_keyring_active(d->keys.ring);
+    const ts_key *k = s->kid ? ts_keyring_find(d->keys.ring, s->kid) : NULL;
+    if (!k || !k->has_sk) k = ts_keyring_active(d->keys.ring);
     rc = ts_jws_sign(k->sk, k->kid, s->typ, c, token);
   }
   json_decref(c);
@@ -64,7 +70,8 @@ int ts_token_check(ts_domain *d, const char *tok, size_t len, const char *typ, c
   if (len > TS_JWS_MAX_TOKEN) return TS_EUNAUTHENTICATED;
   int rc = ts_jws_verify(tok, len, ts_keyring_lookup, d->keys.ring, typ, claims, kid);
   if (rc) return TS_EUNAUTHENTICATED;
-  const char *want_aud = aud ? aud : (d->cfg->audience[0] ? d->cfg->audience : NULL);
+  const char *want_aud = aud ? aud : d->cfg->audience; /* "" : no audience expected */
+  if (!want_aud[0]) want_aud = NULL;
   ts_claim_rules rules = {now, d->cfg->leeway, d->cfg->issuer, want_aud};
   rc = ts_jws_check_claims(*claims, &rules);
   if (rc == 0 && (!json_is_string(json_object_get(*claims, "sub")) ||
@@ -76,6 +83,24 @@ int ts_token_check(ts_domain *d, const char *tok, size_t len, const char *typ, c
     return rc == TS_EEXPIRED ? TS_EEXPIRED : TS_EUNAUTHENTICATED;
   }
   return 0;
+}
+
+int ts_token_check_ours(ts_domain *d, const char *tok, size_t len, const char *typ, int64_t now,
+                        json_t **claims) {
+  char kid[129];
+  *claims = NULL;
+  if (len > TS_JWS_MAX_TOKEN ||
+      ts_jws_verify(tok, len, ts_keyring_lookup, d->keys.ring, typ, claims, kid) != 0)
+    return TS_EUNAUTHENTICATED;
+  const json_t *aud = json_object_get(*claims, "aud");
+  if (json_is_array(aud)) aud = json_array_get(aud, 0);
+  ts_claim_rules rules = {now, d->cfg->leeway, d->cfg->issuer, json_string_value(aud)};
+  int rc = ts_jws_check_claims(*claims, &rules);
+  if (rc) {
+    json_decref(*claims);
+    *claims = NULL;
+  }
+  return rc == 0 ? 0 : rc == TS_EEXPIRED ? TS_EEXPIRED : TS_EUNAUTHENTICATED;
 }
 
 int ts_token_revocation_check(ts_txn *t, const json_t *claims, int64_t now) {

@@ -26,17 +26,24 @@ typedef struct ts_token_spec {
   const char *purpose;  /* or NULL */
   const char *fam;      /* refresh family id, or NULL */
   json_t *extra;        /* the caller's claims object, or NULL (borrowed) */
+  const char *jti;      /* NULL: a new random jti */
+  const char *kid;      /* NULL: the active key; else that key (it must still be held) */
 } ts_token_spec;
 
-/* Signs with the active key. *token is malloc'd (caller frees); jti receives the new jti. */
+/* Signs with the active key (or spec->kid). With jti, kid and now given, signing is
+ * deterministic (Ed25519 is): the same spec gives the same token, byte for byte. *token is malloc'd (caller frees); jti receives the new jti. */
 int ts_token_sign(ts_domain *d, const ts_token_spec *s, char **token,
                   char jti[TS_JTI_CHARS + 1], int64_t *exp);
 
 /* Verifies signature, typ and the registered claims (iss, aud, exp, nbf with the leeway).
- * aud NULL: the configured default. Returns 0 with *claims (new reference), or
+ * aud NULL: the configured default audience; "": none expected. Returns 0 with *claims (new reference), or
  * TS_EUNAUTHENTICATED / TS_EEXPIRED. */
 int ts_token_check(ts_domain *d, const char *tok, size_t len, const char *typ, const char *aud,
                    int64_t now, json_t **claims, char kid[129]);
+
+/* Like ts_token_check but for any audience (revocation needs only "ours and alive"). */
+int ts_token_check_ours(ts_domain *d, const char *tok, size_t len, const char *typ, int64_t now,
+                        json_t **claims);
 
 /* The revocation list's verdict on verified claims (jti, fam, the sub's cut-off): 0 or
  * TS_EREVOKED (or a store error). */

@@ -1,0 +1,108 @@
+#include "families.h"
+
+#include "error.h"
+#include "revocations.h"
+#include "session_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int ts_family_get(ts_txn *t, const char *fam, json_t **rec) {
+  const void *v;
+  size_t vl;
+  *rec = NULL;
+  int rc = ts_store_get(t, TS_T_FAMILIES, fam, strlen(fam), &v, &vl);
+  if (rc) return rc;
+  *rec = json_loadb(v, vl, JSON_REJECT_DUPLICATES, NULL);
+  return *rec && json_is_object(*rec) ? 0 : TS_EIO;
+}
+
+static int index_entry(ts_txn *t, const char *fam, int64_t exp, int64_t leeway, bool add) {
+  uint8_t ek[TS_EXPIRY_KEY_MAX];
+  size_t ekl = ts_expiry_key(ek, exp + leeway, 'F', fam, strlen(fam));
+  int rc = add ? ts_store_put(t, TS_T_EXPIRY, ek, ekl, "", 0)
+               : ts_store_del(t, TS_T_EXPIRY, ek, ekl, NULL, 0);
+  return rc == TS_ENOTFOUND ? 0 : rc;
+}
+
+int ts_family_put(ts_txn *t, const char *fam, const json_t *rec, int64_t old_exp, int64_t leeway) {
+  char *text = json_dumps(rec, JSON_COMPACT);
+  if (!text) return TS_ENOMEM;
+  const json_t *sub = json_object_get(rec, "sub");
+  int64_t exp = json_integer_value(json_object_get(rec, "exp"));
+  int rc = ts_store_put(t, TS_T_FAMILIES, fam, strlen(fam), text, strlen(text));
+  free(text);
+  if (!rc && old_exp < 0)
+    rc = ts_store_put(t, TS_T_FAM_BY_SUB, json_string_value(sub), json_string_length(sub), fam,
+                      strlen(fam));
+  if (!rc && old_exp >= 0 && old_exp != exp) rc = index_entry(t, fam, old_exp, leeway, false);
+  if (!rc) rc = index_entry(t, fam, exp, leeway, true);
+  return rc;
+}
+
+/* Removes the record and its index entries. */
+static int family_delete(ts_txn *t, const char *fam, const json_t *rec, int64_t leeway) {
+  const json_t *sub = json_object_get(rec, "sub");
+  int rc = index_entry(t, fam, json_integer_value(json_object_get(rec, "exp")), leeway, false);
+  if (!rc) {
+    rc = ts_store_del(t, TS_T_FAM_BY_SUB, json_string_value(sub), json_string_length(sub), fam,
+                      strlen(fam));
+    if (rc == TS_ENOTFOUND) rc = 0;
+  }
+  if (!rc) rc = ts_store_del(t, TS_T_FAMILIES, fam, strlen(fam), NULL, 0);
+  return rc;
+}
+
+int ts_family_revoke(ts_txn *t, const char *fam, int64_t until, int64_t leeway, bool *was_live,
+                     int64_t *listed_until) {
+  json_t *rec;
+  int rc = ts_family_get(t, fam, &rec);
+  *was_live = rc == 0;
+  if (rc && rc != TS_ENOTFOUND) return rc;
+  if (rec) {
+    int64_t exp = json_integer_value(json_object_get(rec, "exp"));
+    if (exp > until) until = exp;
+    rc = family_delete(t, fam, rec, leeway);
+    json_decref(rec);
+    if (rc) return rc;
+  }
+  *listed_until = until + leeway;
+  return ts_revoked_put(t, 'f', fam, strlen(fam), until + leeway);
+}
+
+int ts_family_list_sub(ts_txn *t, const char *sub, size_t sublen,
+                       char (*ids)[TS_FAMILY_ID_CHARS + 1], size_t cap) {
+  ts_cursor *c;
+  int rc = ts_cursor_open(t, TS_T_FAM_BY_SUB, &c);
+  if (rc) return rc;
+  size_t n = 0;
+  const void *v;
+  size_t vl;
+  for (rc = ts_cursor_dup_first(c, sub, sublen, &v, &vl); rc == 0 && n < cap;
+       rc = ts_cursor_dup_next(c, &v, &vl)) {
+    if (vl != TS_FAMILY_ID_CHARS) continue;
+    memcpy(ids[n], v, vl);
+    ids[n++][vl] = 0;
+  }
+  ts_cursor_close(c);
+  return rc == 0 || rc == TS_ENOTFOUND ? (int)n : rc;
+}
+
+int ts_family_sweep(ts_txn *t, const uint8_t *fam, size_t len, int64_t now) {
+  char id[TS_FAMILY_ID_CHARS + 1];
+  if (len != TS_FAMILY_ID_CHARS) return 0;
+  memcpy(id, fam, len);
+  id[len] = 0;
+  json_t *rec;
+  int rc = ts_family_get(t, id, &rec);
+  if (rc == TS_ENOTFOUND) return 0;
+  if (rc) return rc;
+  int64_t exp = json_integer_value(json_object_get(rec, "exp"));
+  if (exp >= now) { /* a stale entry: the family was rotated and lives on */
+    json_decref(rec);
+    return 0;
+  }
+  rc = family_delete(t, id, rec, 0);
+  json_decref(rec);
+  return rc ? rc : 1;
+}

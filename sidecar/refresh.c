@@ -1,0 +1,485 @@
+/* sidecar/refresh.c: refresh-token families with rotation and reuse detection (RFC 9700
+ * 4.14), token revocation (RFC 7009) and "log out everywhere".
+ *
+ * Rotation is a check-and-swap inside one writer transaction: the presented refresh jti is
+ * compared with the family's `current`; if equal, new jtis become current and the presented
+ * one becomes `previous`. Because the writer applies operations one at a time, two concurrent
+ * refreshes of one token cannot both rotate: the second finds its jti in `previous` and, within
+ * --refresh-grace of the rotation, gets the same successor (signed again from the stored jtis,
+ * times and kid: Ed25519 signatures are deterministic, so the pair is byte-identical). Any
+ * older jti, or `previous` after the grace window, is reuse: the family is revoked in that same
+ * transaction and the answer is `reused`; the newest token of the family then answers
+ * `revoked`. Signing happens on the loop thread after the commit (the keyring is the loop
+ * thread's); the writer only decides. */
+#include "refresh.h"
+
+#include "dispatch.h"
+#include "domain.h"
+#include "error.h"
+#include "events.h"
+#include "families.h"
+#include "json.h"
+#include "keyring.h"
+#include "log.h"
+#include "params.h"
+#include "revocations.h"
+#include "rpc.h"
+#include "session_store.h"
+#include "tokens.h"
+#include "writer.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_FAMILIES_AT_ONCE 4096
+
+enum op_kind { OP_PAIR, OP_REFRESH, OP_REVOKE_FAMILY, OP_REVOKE_JTI, OP_USER };
+
+typedef struct refresh_op {
+  ts_write w;
+  enum op_kind kind;
+  ts_req *req;
+  ts_domain *d;
+  int64_t now;
+  char fam[TS_FAMILY_ID_CHARS + 8];
+  char jti[TS_JTI_CHARS + 8];   /* presented refresh jti, or the jti to denylist */
+  int64_t until;                /* OP_REVOKE_*: keep the entry until (before the leeway) */
+  json_t *rec;                  /* the family record: in for OP_PAIR, out for OP_REFRESH */
+  int64_t iat;                  /* OP_REFRESH: the presented token's iat (for cut-offs) */
+  char kid[TS_KID_LEN + 1];     /* OP_REFRESH: the active kid, signs the successor */
+  char sub[257];
+  size_t sub_len;
+  /* results */
+  unsigned revoked, sessions, families;
+  ts_event_list events;         /* revocations to publish once durable */
+} refresh_op;
+
+static void random_id(char out[TS_JTI_CHARS + 1]) {
+  uint8_t raw[16];
+  randombytes_buf(raw, sizeof(raw));
+  sodium_bin2base64(out, TS_JTI_CHARS + 1, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static refresh_op *op_new(ts_req *r, enum op_kind kind, int (*apply)(ts_txn *, ts_write *),
+                          void (*done)(ts_write *, int)) {
+  refresh_op *op = calloc(1, sizeof(*op));
+  if (!op) {
+    ts_req_fail(r, TS_ENOMEM, NULL);
+    return NULL;
+  }
+  op->w.apply = apply;
+  op->w.done = done;
+  op->kind = kind;
+  op->req = r;
+  op->d = r->conn->server->domain;
+  op->now = (int64_t)time(NULL);
+  return op;
+}
+
+static void op_free(refresh_op *op) {
+  json_decref(op->rec);
+  ts_event_list_free(&op->events);
+  free(op);
+}
+
+/* ---- signing a pair from a family record (loop thread) ---------------------------------- */
+
+static int sign_one(ts_domain *d, const json_t *rec, const char *fam, bool refresh, char **tok,
+                    int64_t *exp) {
+  int64_t at = json_integer_value(json_object_get(rec, "rotated_at"));
+  const json_t *sub = json_object_get(rec, "sub");
+  ts_token_spec s = {
+      .typ = refresh ? TS_TYP_REFRESH : TS_TYP_ACCESS,
+      .sub = json_string_value(sub), .sub_len = json_string_length(sub), .now = at,
+      .ttl = json_integer_value(json_object_get(rec, refresh ? "refresh_ttl" : "access_ttl")),
+      .aud = refresh ? NULL : json_object_get(rec, "aud"),
+      .scope = json_string_value(json_object_get(rec, "scope")),
+      .fam = fam,
+      .extra = refresh ? NULL : json_object_get(rec, "claims"),
+      .jti = json_string_value(json_object_get(rec, refresh ? "current" : "access")),
+      .kid = json_string_value(json_object_get(rec, "kid"))};
+  char jti[TS_JTI_CHARS + 1];
+  return ts_token_sign(d, &s, tok, jti, exp);
+}
+
+static void reply_pair(ts_req *r, const json_t *rec, const char *fam) {
+  ts_domain *d = r->conn->server->domain;
+  char *at = NULL, *rt = NULL;
+  int64_t aexp, rexp, now = (int64_t)time(NULL);
+  int rc = sign_one(d, rec, fam, false, &at, &aexp);
+  if (!rc) rc = sign_one(d, rec, fam, true, &rt, &rexp);
+  if (rc) {
+    ts_req_fail(r, rc, NULL);
+  } else {
+    msgpack_packer *pk = ts_req_result(r);
+    msgpack_pack_map(pk, 7);
+    ts_pack_cstr(pk, "access_token");
+    ts_pack_cstr(pk, at);
+    ts_pack_cstr(pk, "refresh_token");
+    ts_pack_cstr(pk, rt);
+    ts_pack_cstr(pk, "family");
+    ts_pack_cstr(pk, fam);
+    ts_pack_cstr(pk, "access_expires_at");
+    msgpack_pack_int64(pk, aexp);
+    ts_pack_cstr(pk, "access_expires_in");
+    msgpack_pack_int64(pk, aexp - now);
+    ts_pack_cstr(pk, "refresh_expires_at");
+    msgpack_pack_int64(pk, rexp);
+    ts_pack_cstr(pk, "refresh_expires_in");
+    msgpack_pack_int64(pk, rexp - now);
+    ts_req_send(r);
+  }
+  if (at) sodium_memzero(at, strlen(at));
+  if (rt) sodium_memzero(rt, strlen(rt));
+  free(at);
+  free(rt);
+}
+
+/* ---- token.pair ------------------------------------------------------------------------ */
+
+static int apply_pair(ts_txn *t, ts_write *w) {
+  refresh_op *op = (refresh_op *)w;
+  return ts_family_put(t, op->fam, op->rec, -1, op->d->cfg->leeway);
+}
+
+static void done_pair(ts_write *w, int status) {
+  refresh_op *op = (refresh_op *)w;
+  if (status) ts_req_fail(op->req, status, NULL);
+  else reply_pair(op->req, op->rec, op->fam);
+  op_free(op);
+}
+
+void ts_token_pair(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {
+      {"sub", TS_P_STR, true, 1, 256},          {"aud", TS_P_ANY, false, 0, 0},
+      {"scope", TS_P_STR, false, 1, 1024},      {"claims", TS_P_MAP, false, 0, 4096},
+      {"access_ttl", TS_P_DURATION, false, 0, 0}, {"refresh_ttl", TS_P_DURATION, false, 0, 0},
+  };
+  ts_param_value v[6];
+  char why[160], scope[1025];
+  if (ts_params_parse(params, spec, 6, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  const ts_config *cfg = ((ts_domain *)r->conn->server->domain)->cfg;
+  int64_t att = v[4].present ? v[4].i64 : cfg->access_ttl;
+  int64_t rtt = v[5].present ? v[5].i64 : cfg->refresh_ttl;
+  if (att > cfg->max_access_ttl || rtt > cfg->max_refresh_ttl) {
+    ts_req_failf(r, TS_EBAD_REQUEST, "access_ttl must be 1..%lld, refresh_ttl 1..%lld",
+                 (long long)cfg->max_access_ttl, (long long)cfg->max_refresh_ttl);
+    return;
+  }
+  ts_token_spec ts = {0};
+  if (!ts_token_parse_common(r, &v[1], &v[2], &v[3], &ts, scope, sizeof(scope))) return;
+  refresh_op *op = op_new(r, OP_PAIR, apply_pair, done_pair);
+  if (!op) {
+    json_decref(ts.aud);
+    json_decref(ts.extra);
+    return;
+  }
+  char current[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
+  random_id(op->fam);
+  random_id(current);
+  random_id(access);
+  op->rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "sub", v[0].str,
+                      v[0].len, "access_ttl", (json_int_t)att, "refresh_ttl", (json_int_t)rtt,
+                      "kid", ts_keyring_active(op->d->keys.ring)->kid, "current", current,
+                      "access", access, "previous", "", "rotated_at", (json_int_t)op->now, "exp",
+                      (json_int_t)(op->now + rtt), "generation", (json_int_t)1);
+  if (op->rec && ts.aud) json_object_set_new(op->rec, "aud", ts.aud), ts.aud = NULL;
+  if (op->rec && ts.scope) json_object_set_new(op->rec, "scope", json_string(ts.scope));
+  if (op->rec && ts.extra) json_object_set_new(op->rec, "claims", ts.extra), ts.extra = NULL;
+  json_decref(ts.aud);
+  json_decref(ts.extra);
+  if (!op->rec) {
+    op_free(op);
+    ts_req_fail(r, TS_ENOMEM, NULL);
+    return;
+  }
+  ts_writer_submit(op->d->writer, &op->w);
+}
+
+/* ---- token.refresh --------------------------------------------------------------------- */
+
+static int revoke_family_in(ts_txn *t, refresh_op *op, const char *fam, int64_t until) {
+  bool live;
+  int64_t listed_until;
+  int rc = ts_family_revoke(t, fam, until, op->d->cfg->leeway, &live, &listed_until);
+  if (rc == 0 && live) {
+    op->revoked++;
+    ts_event_list_add(&op->events, "family", fam, strlen(fam), listed_until, 0);
+  }
+  return rc;
+}
+
+static int apply_refresh(ts_txn *t, ts_write *w) {
+  refresh_op *op = (refresh_op *)w;
+  const ts_config *cfg = op->d->cfg;
+  json_t *rec;
+  int rc = ts_family_get(t, op->fam, &rec);
+  if (rc == TS_ENOTFOUND) return TS_EREVOKED; /* revoked, or gone with its exp */
+  if (rc) return rc;
+  int64_t before;
+  const json_t *sub = json_object_get(rec, "sub");
+  if (ts_cutoff_get(t, json_string_value(sub), json_string_length(sub), op->now, &before) == 0 &&
+      op->iat <= before) {
+    json_decref(rec);
+    return TS_EREVOKED;
+  }
+  const char *current = json_string_value(json_object_get(rec, "current"));
+  const char *previous = json_string_value(json_object_get(rec, "previous"));
+  int64_t rotated_at = json_integer_value(json_object_get(rec, "rotated_at"));
+  if (current && strcmp(op->jti, current) == 0) { /* rotate */
+    int64_t old_exp = json_integer_value(json_object_get(rec, "exp"));
+    char next[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
+    random_id(next);
+    random_id(access);
+    int64_t rtt = json_integer_value(json_object_get(rec, "refresh_ttl"));
+    json_object_set_new(rec, "previous", json_string(current));
+    json_object_set_new(rec, "current", json_string(next));
+    json_object_set_new(rec, "access", json_string(access));
+    json_object_set_new(rec, "rotated_at", json_integer(op->now));
+    json_object_set_new(rec, "exp", json_integer(op->now + rtt));
+    json_object_set_new(rec, "kid", json_string(op->kid));
+    json_object_set_new(rec, "generation",
+                        json_integer(json_integer_value(json_object_get(rec, "generation")) + 1));
+    rc = ts_family_put(t, op->fam, rec, old_exp, cfg->leeway);
+  } else if (previous && strcmp(op->jti, previous) == 0 && op->now - rotated_at <= cfg->refresh_grace) {
+    rc = 0; /* a concurrent retry: the same successor */
+  } else {
+    ts_log(TS_LOG_WARN, "refresh token reused; its family is revoked", "{s:s, s:s%, s:s}",
+           "family", op->fam, "sub", json_string_value(sub), json_string_length(sub), "jti",
+           op->jti);
+    rc = revoke_family_in(t, op, op->fam, json_integer_value(json_object_get(rec, "exp")));
+    json_decref(rec);
+    return rc ? rc : TS_EREUSED;
+  }
+  if (rc) {
+    json_decref(rec);
+    return rc;
+  }
+  op->rec = rec;
+  return 0;
+}
+
+static void publish(refresh_op *op) {
+  ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
+}
+
+static void done_refresh(ts_write *w, int status) {
+  refresh_op *op = (refresh_op *)w;
+  publish(op);
+  if (status) ts_req_fail(op->req, status, NULL);
+  else reply_pair(op->req, op->rec, op->fam);
+  op_free(op);
+}
+
+void ts_token_refresh(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {{"refresh_token", TS_P_STR, true, 1, 65536}};
+  ts_param_value v[1];
+  char why[160], kid[129];
+  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  ts_domain *d = r->conn->server->domain;
+  json_t *claims;
+  int64_t now = (int64_t)time(NULL);
+  /* A refresh token carries no aud: expect none whatever the default audience is. */
+  int rc = ts_token_check(d, v[0].str, v[0].len, TS_TYP_REFRESH, "", now, &claims, kid);
+  const char *fam = rc ? NULL : json_string_value(json_object_get(claims, "fam"));
+  if (!rc && (!fam || strlen(fam) != TS_FAMILY_ID_CHARS)) rc = TS_EUNAUTHENTICATED;
+  if (rc) {
+    json_decref(claims);
+    ts_req_fail(r, rc, NULL);
+    return;
+  }
+  refresh_op *op = op_new(r, OP_REFRESH, apply_refresh, done_refresh);
+  if (!op) {
+    json_decref(claims);
+    return;
+  }
+  snprintf(op->fam, sizeof(op->fam), "%s", fam);
+  snprintf(op->jti, sizeof(op->jti), "%s", json_string_value(json_object_get(claims, "jti")));
+  op->iat = json_integer_value(json_object_get(claims, "iat"));
+  snprintf(op->kid, sizeof(op->kid), "%s", ts_keyring_active(d->keys.ring)->kid);
+  json_decref(claims);
+  ts_writer_submit(d->writer, &op->w);
+}
+
+/* ---- token.revoke ---------------------------------------------------------------------- */
+
+static int apply_revoke(ts_txn *t, ts_write *w) {
+  refresh_op *op = (refresh_op *)w;
+  if (op->kind == OP_REVOKE_FAMILY) return revoke_family_in(t, op, op->fam, op->until);
+  int64_t until = op->until + op->d->cfg->leeway;
+  int rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
+  if (rc == 0) return 0; /* already revoked */
+  rc = ts_revoked_put(t, 'j', op->jti, strlen(op->jti), until);
+  if (rc == 0) {
+    op->revoked = 1;
+    ts_event_list_add(&op->events, "jti", op->jti, strlen(op->jti), until, 0);
+  }
+  return rc;
+}
+
+static void done_revoke(ts_write *w, int status) {
+  refresh_op *op = (refresh_op *)w;
+  publish(op);
+  if (status) {
+    ts_req_fail(op->req, status, NULL);
+  } else {
+    msgpack_packer *pk = ts_req_result(op->req);
+    msgpack_pack_map(pk, 1);
+    ts_pack_cstr(pk, "revoked");
+    msgpack_pack_uint32(pk, op->revoked);
+    ts_req_send(op->req);
+  }
+  op_free(op);
+}
+
+static void reply_revoked_zero(ts_req *r) {
+  msgpack_packer *pk = ts_req_result(r);
+  msgpack_pack_map(pk, 1);
+  ts_pack_cstr(pk, "revoked");
+  msgpack_pack_uint32(pk, 0);
+  ts_req_send(r);
+}
+
+/* {token}: a refresh token revokes its family, an access token its jti; anything that does
+ * not verify (bad signature, other issuer, expired) revokes nothing and answers 0 (RFC 7009). */
+static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op *op) {
+  json_t *claims = NULL;
+  int64_t now = (int64_t)time(NULL);
+  bool refresh = ts_token_check_ours(d, tok->str, tok->len, TS_TYP_REFRESH, now, &claims) == 0;
+  if (!refresh && ts_token_check_ours(d, tok->str, tok->len, TS_TYP_ACCESS, now, &claims) != 0)
+    return false;
+  const char *fam = json_string_value(json_object_get(claims, "fam"));
+  const char *jti = json_string_value(json_object_get(claims, "jti"));
+  op->until = json_integer_value(json_object_get(claims, "exp"));
+  bool ok = true;
+  if (refresh && fam && strlen(fam) == TS_FAMILY_ID_CHARS) {
+    op->kind = OP_REVOKE_FAMILY;
+    snprintf(op->fam, sizeof(op->fam), "%s", fam);
+  } else if (!refresh && jti && strlen(jti) <= TS_JTI_CHARS + 2) {
+    op->kind = OP_REVOKE_JTI;
+    snprintf(op->jti, sizeof(op->jti), "%s", jti);
+  } else {
+    ok = false;
+  }
+  json_decref(claims);
+  return ok;
+}
+
+void ts_token_revoke(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {
+      {"token", TS_P_STR, false, 1, 65536}, {"family", TS_P_STR, false, 1, 64},
+      {"jti", TS_P_STR, false, 1, 64},      {"exp", TS_P_INT, false, 0, 0},
+  };
+  ts_param_value v[4];
+  char why[160];
+  if (ts_params_parse(params, spec, 4, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  int given = v[0].present + v[1].present + v[2].present;
+  if (given != 1 || v[2].present != v[3].present) {
+    ts_req_fail(r, TS_EBAD_REQUEST, "give one of {token}, {family} or {jti, exp}");
+    return;
+  }
+  ts_domain *d = r->conn->server->domain;
+  refresh_op *op = op_new(r, OP_REVOKE_JTI, apply_revoke, done_revoke);
+  if (!op) return;
+  int64_t longest = d->cfg->max_access_ttl > d->cfg->max_refresh_ttl ? d->cfg->max_access_ttl
+                                                                     : d->cfg->max_refresh_ttl;
+  bool ok = true;
+  if (v[0].present) {
+    ok = v[0].len <= 8192 && target_of_token(d, &v[0], op);
+  } else if (v[1].present) {
+    op->kind = OP_REVOKE_FAMILY;
+    ok = ts_param_copy(&v[1], op->fam, sizeof(op->fam));
+    op->until = op->now; /* the stored family's exp extends it */
+  } else {
+    ok = ts_param_copy(&v[2], op->jti, sizeof(op->jti));
+    /* An exp in the past needs no entry; one beyond any token's life is capped. */
+    op->until = v[3].i64 < op->now + longest ? v[3].i64 : op->now + longest;
+    ok = ok && v[3].i64 + d->cfg->leeway >= op->now;
+  }
+  if (!ok) {
+    op_free(op);
+    reply_revoked_zero(r);
+    return;
+  }
+  ts_writer_submit(d->writer, &op->w);
+}
+
+/* ---- user.revoke ----------------------------------------------------------------------- */
+
+static void on_session_revoked(void *ctx, const uint8_t handle[TS_HANDLE_BYTES], int64_t expires_at) {
+  refresh_op *op = ctx;
+  char h[TS_HANDLE_CHARS + 1];
+  sodium_bin2base64(h, sizeof(h), handle, TS_HANDLE_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  ts_event_list_add(&op->events, "session", h, TS_HANDLE_CHARS, expires_at, 0);
+}
+
+static int apply_user(ts_txn *t, ts_write *w) {
+  refresh_op *op = (refresh_op *)w;
+  const ts_config *cfg = op->d->cfg;
+  int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, on_session_revoked, op);
+  if (n < 0) return n;
+  op->sessions = (unsigned)n;
+  char(*ids)[TS_FAMILY_ID_CHARS + 1] = malloc(MAX_FAMILIES_AT_ONCE * sizeof(*ids));
+  if (!ids) return TS_ENOMEM;
+  int nf = ts_family_list_sub(t, op->sub, op->sub_len, ids, MAX_FAMILIES_AT_ONCE);
+  int rc = nf < 0 ? nf : 0;
+  unsigned before = op->revoked;
+  for (int i = 0; i < nf && rc == 0; i++) rc = revoke_family_in(t, op, ids[i], op->now);
+  free(ids);
+  if (rc) return rc;
+  op->families = op->revoked - before;
+  /* The cut-off outlives every token that could have been issued before it. */
+  int64_t longest = cfg->max_access_ttl;
+  if (cfg->max_refresh_ttl > longest) longest = cfg->max_refresh_ttl;
+  if (cfg->max_purpose_ttl > longest) longest = cfg->max_purpose_ttl;
+  int64_t until = op->now + longest + cfg->leeway;
+  rc = ts_cutoff_put(t, op->sub, op->sub_len, op->now, until);
+  if (rc == 0) ts_event_list_add(&op->events, "sub", op->sub, op->sub_len, until, op->now);
+  return rc;
+}
+
+static void done_user(ts_write *w, int status) {
+  refresh_op *op = (refresh_op *)w;
+  publish(op);
+  if (status) {
+    ts_req_fail(op->req, status, NULL);
+  } else {
+    ts_log(TS_LOG_INFO, "user revoked everywhere", "{s:s%, s:i, s:i}", "sub", op->sub,
+           op->sub_len, "sessions", (int)op->sessions, "families", (int)op->families);
+    msgpack_packer *pk = ts_req_result(op->req);
+    msgpack_pack_map(pk, 2);
+    ts_pack_cstr(pk, "sessions");
+    msgpack_pack_uint32(pk, op->sessions);
+    ts_pack_cstr(pk, "families");
+    msgpack_pack_uint32(pk, op->families);
+    ts_req_send(op->req);
+  }
+  op_free(op);
+}
+
+void ts_user_revoke(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {{"sub", TS_P_STR, true, 1, 256}};
+  ts_param_value v[1];
+  char why[160];
+  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  refresh_op *op = op_new(r, OP_USER, apply_user, done_user);
+  if (!op) return;
+  ts_param_copy(&v[0], op->sub, sizeof(op->sub));
+  op->sub_len = v[0].len;
+  ts_writer_submit(op->d->writer, &op->w);
+}
