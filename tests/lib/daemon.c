@@ -42,15 +42,26 @@ static int notify_socket(char *path, size_t cap, const char *dir) {
 void td_launch(td_daemon *d, const char *const *extra) {
   char npath[256];
   int nfd = notify_socket(npath, sizeof(npath), d->dir);
-  const char *argv[64];
+  const char *argv[80];
   int n = 0;
+  char vlog[256];
+  if (getenv("TT_VALGRIND")) { /* the whole suite under memcheck: tests/run --valgrind */
+    snprintf(vlog, sizeof(vlog), "--log-file=%s/valgrind.%%p.log", d->dir);
+    argv[n++] = "/usr/bin/valgrind";
+    argv[n++] = "--quiet";
+    argv[n++] = "--error-exitcode=99";
+    argv[n++] = "--leak-check=full";
+    argv[n++] = "--errors-for-leak-kinds=definite";
+    argv[n++] = "--show-leak-kinds=definite";
+    argv[n++] = vlog;
+  }
   argv[n++] = TESSERAD_PATH;
   argv[n++] = "--socket"; argv[n++] = d->socket;
   argv[n++] = "--data"; argv[n++] = d->data;
   argv[n++] = "--keys"; argv[n++] = d->keys;
   argv[n++] = "--log-level"; argv[n++] = getenv("TT_LOG_LEVEL") ? getenv("TT_LOG_LEVEL") : "debug";
   for (int i = 0; extra && extra[i]; i++) {
-    TT_ASSERT(n < 62);
+    TT_ASSERT(n < 78);
     argv[n++] = extra[i];
   }
   argv[n] = NULL;
@@ -63,7 +74,7 @@ void td_launch(td_daemon *d, const char *const *extra) {
     if (lfd < 0) _exit(127);
     dup2(lfd, 2);
     setenv("NOTIFY_SOCKET", npath, 1);
-    execv(TESSERAD_PATH, (char *const *)argv);
+    execv(argv[0], (char *const *)argv);
     _exit(127);
   }
   d->pid = pid;
@@ -97,12 +108,25 @@ void td_start(td_daemon *d, const char *const *extra) {
   td_launch(d, extra);
 }
 
+/* Under valgrind: fail the test on any memcheck error the daemon's report names. */
+static void check_valgrind(const td_daemon *d) {
+  if (!getenv("TT_VALGRIND")) return;
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "cat %s/valgrind.*.log 2>/dev/null | grep -q .", d->dir);
+  if (system(cmd) == 0) {
+    snprintf(cmd, sizeof(cmd), "cat %s/valgrind.*.log >&2", d->dir);
+    if (system(cmd) != 0) {}
+    tt_fail(__FILE__, __LINE__, "valgrind reported errors in tesserad (see above)");
+  }
+}
+
 int td_stop(td_daemon *d) {
   int st = -1;
   if (d->pid <= 0) return st;
   kill(d->pid, SIGTERM);
   while (waitpid(d->pid, &st, 0) < 0 && errno == EINTR) {}
   d->pid = 0;
+  check_valgrind(d);
   return st;
 }
 

@@ -22,13 +22,16 @@ static int run_case(const tt_case *c, unsigned timeout) {
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    setpgid(0, 0); /* the case and every daemon it starts: one group to clean up */
     alarm(timeout);
     c->fn();
     fflush(stdout);
     _exit(0);
   }
+  setpgid(pid, pid);
   int st;
   while (waitpid(pid, &st, 0) < 0) {}
+  kill(-pid, SIGKILL); /* a failed case leaves no daemon behind */
   if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
     printf("ok - %s\n", c->name);
     return 0;

@@ -2,7 +2,8 @@
  *
  * A test program lists its cases in one table and ends with TT_MAIN(cases). Each case runs in a
  * forked child (a crash or a failed assertion fails that case only) with a time limit
- * (TT_TIMEOUT seconds, default 120). Output, one line per case, read by tests/run:
+ * (TT_TIMEOUT seconds, default 120), in its own process group, which is killed when the case
+ * ends so that a failed case leaves no daemon running. Output, one line per case, read by tests/run:
  *   ok - name            not ok - name: file:line: what failed
  * Running a program with a case name as argument runs just that case. */
 #ifndef TT_H
