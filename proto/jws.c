@@ -150,6 +150,17 @@ int ts_jws_sign(const uint8_t sk[64], const char *kid, const char *typ, const js
     rc = TS_EBAD_REQUEST;
     goto fail;
   }
+  /* The payload must parse as ts_jws_verify parses it: a NUL in a claim's string or name
+   * (valid UTF-8, so it passes every check before us) is written as \u0000, which jansson
+   * refuses without JSON_ALLOW_NUL. Found by tests/fuzz/fuzz_json. */
+  json_error_t jerr;
+  json_t *again = json_loadb(p, pl, JSON_REJECT_DUPLICATES, &jerr);
+  int parses = json_is_object(again);
+  json_decref(again);
+  if (!parses) {
+    rc = TS_EBAD_REQUEST;
+    goto fail;
+  }
   rc = ts_jws_sign_raw(sk, h, hl, p, pl, out_token);
 fail:
   free(p);

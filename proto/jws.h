@@ -49,7 +49,8 @@ int ts_jws_sign_raw(const uint8_t sk[64], const void *header, size_t header_len,
 /* Signs claims (a JSON object, serialized compactly in its member order) under the header
  * {"alg":"EdDSA","typ":typ,"kid":kid} (that member order, no whitespace).
  * Returns 0 with *out_token a new string (free()), or
- *   TS_EBAD_REQUEST  claims is not an object, or the token would exceed TS_JWS_MAX_TOKEN
+ *   TS_EBAD_REQUEST  claims is not an object, the token would exceed TS_JWS_MAX_TOKEN, or
+ *                    a string or member name holds a NUL (ts_jws_verify refuses \u0000)
  *                    (a token we could not verify ourselves is never issued),
  *   TS_EINTERNAL     kid/typ unusable (kid not as ts_jws_verify accepts it),
  *   TS_ENOMEM;

@@ -17,9 +17,12 @@ int ts_family_get(ts_txn *t, const char *fam, json_t **rec) {
   return *rec && json_is_object(*rec) ? 0 : TS_EIO;
 }
 
+/* The entry is due the first second the family's refresh token is refused (a token is still
+ * accepted at exp + leeway): due any earlier, the sweeper would find the family alive, keep it
+ * and drop its only entry, and the record would never be swept. */
 static int index_entry(ts_txn *t, const char *fam, int64_t exp, int64_t leeway, bool add) {
   uint8_t ek[TS_EXPIRY_KEY_MAX];
-  size_t ekl = ts_expiry_key(ek, exp + leeway, 'F', fam, strlen(fam));
+  size_t ekl = ts_expiry_key(ek, exp + leeway + 1, 'F', fam, strlen(fam));
   int rc = add ? ts_store_put(t, TS_T_EXPIRY, ek, ekl, "", 0)
                : ts_store_del(t, TS_T_EXPIRY, ek, ekl, NULL, 0);
   return rc == TS_ENOTFOUND ? 0 : rc;
@@ -61,7 +64,12 @@ int ts_family_revoke(ts_txn *t, const char *fam, int64_t until, int64_t leeway, 
   if (rc && rc != TS_ENOTFOUND) return rc;
   if (rec) {
     int64_t exp = json_integer_value(json_object_get(rec, "exp"));
+    /* Its newest access token may outlive its refresh token (access_ttl > refresh_ttl); every
+     * older one expires before it. The entry must outlive them all. */
+    int64_t access_exp = json_integer_value(json_object_get(rec, "rotated_at")) +
+                         json_integer_value(json_object_get(rec, "access_ttl"));
     if (exp > until) until = exp;
+    if (access_exp > until) until = access_exp;
     rc = family_delete(t, fam, rec, leeway);
     json_decref(rec);
     if (rc) return rc;

@@ -265,13 +265,17 @@ static int apply_refresh(ts_txn *t, ts_write *w) {
   return 0;
 }
 
-static void publish(refresh_op *op) {
-  ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
+/* Announces the revocations once they are durable: only when the write committed (status 0, or
+ * TS_EREUSED, whose family revocation commits with it). A failed write (TS_EUNAVAILABLE) was
+ * rolled back, so the events its apply collected before failing never happened. */
+static void publish(refresh_op *op, int status) {
+  if (status == 0 || status == TS_EREUSED)
+    ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
 }
 
 static void done_refresh(ts_write *w, int status) {
   refresh_op *op = (refresh_op *)w;
-  publish(op);
+  publish(op, status);
   if (status) ts_req_fail(op->req, status, NULL);
   else reply_pair(op->req, op->rec, op->fam);
   op_free(op);
@@ -328,7 +332,7 @@ static int apply_revoke(ts_txn *t, ts_write *w) {
 
 static void done_revoke(ts_write *w, int status) {
   refresh_op *op = (refresh_op *)w;
-  publish(op);
+  publish(op, status);
   if (status) {
     ts_req_fail(op->req, status, NULL);
   } else {
@@ -452,7 +456,7 @@ static int apply_user(ts_txn *t, ts_write *w) {
 
 static void done_user(ts_write *w, int status) {
   refresh_op *op = (refresh_op *)w;
-  publish(op);
+  publish(op, status);
   if (status) {
     ts_req_fail(op->req, status, NULL);
   } else {

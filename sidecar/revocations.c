@@ -24,7 +24,10 @@ static size_t revoked_key(uint8_t out[1 + TS_REVOKED_ID_MAX], char kind, const c
   return 1 + idlen;
 }
 
-/* Stores key -> until in table tb, moving its expiry entry if until grew. */
+/* Stores key -> until in table tb, moving its expiry entry if until grew. The entry is in
+ * force through the second `until` (a token is accepted through exp + leeway), so its expiry
+ * entry is due at until + 1: due at `until`, the sweeper would forget it while the token it
+ * denies is still accepted. */
 static int put_until(ts_txn *t, enum ts_table tb, char ekind, const void *key, size_t klen,
                      int64_t until, int64_t value) {
   const void *old;
@@ -37,7 +40,7 @@ static int put_until(ts_txn *t, enum ts_table tb, char ekind, const void *key, s
     if (old_until >= until && old_value >= value) return 0;
     if (old_until > until) until = old_until;
     if (old_value > value) value = old_value;
-    size_t ekl = ts_expiry_key(ek, old_until, ekind, key, klen);
+    size_t ekl = ts_expiry_key(ek, old_until + 1, ekind, key, klen);
     rc = ts_store_del(t, TS_T_EXPIRY, ek, ekl, NULL, 0);
     if (rc && rc != TS_ENOTFOUND) return rc;
   } else if (rc && rc != TS_ENOTFOUND) {
@@ -48,7 +51,7 @@ static int put_until(ts_txn *t, enum ts_table tb, char ekind, const void *key, s
   be64_put(v + 8, until);
   rc = ts_store_put(t, tb, key, klen, v, sizeof(v));
   if (rc) return rc;
-  size_t ekl = ts_expiry_key(ek, until, ekind, key, klen);
+  size_t ekl = ts_expiry_key(ek, until + 1, ekind, key, klen);
   return ts_store_put(t, TS_T_EXPIRY, ek, ekl, "", 0);
 }
 
@@ -93,7 +96,7 @@ int ts_revoked_sweep(ts_txn *t, char kind, const uint8_t *key, size_t klen, int6
   int rc = ts_store_get(t, tb, key, klen, &v, &vl);
   if (rc == TS_ENOTFOUND) return 0;
   if (rc) return rc;
-  if (vl == 16 && be64_get((const uint8_t *)v + 8) > now) return 0; /* extended since */
+  if (vl == 16 && be64_get((const uint8_t *)v + 8) >= now) return 0; /* still in force */
   rc = ts_store_del(t, tb, key, klen, NULL, 0);
   return rc ? rc : 1;
 }

@@ -176,13 +176,14 @@ static void done_create(ts_write *w, int status) {
   op_free(op);
 }
 
-static void publish(session_op *op) {
-  ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
+/* Announces revoked sessions once durable: only when the write committed. */
+static void publish(session_op *op, int status) {
+  if (status == 0) ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
 }
 
 static void done_revoked_count(ts_write *w, int status) {
   session_op *op = (session_op *)w;
-  publish(op);
+  publish(op, status);
   if (status) {
     ts_req_fail(op->req, status, NULL);
   } else {
@@ -207,8 +208,7 @@ static void done_rotate(ts_write *w, int status) {
 /* Enforced binding: the session was revoked; the answer is unauthenticated either way. */
 static void done_drop(ts_write *w, int status) {
   session_op *op = (session_op *)w;
-  (void)status;
-  publish(op);
+  publish(op, status);
   ts_req_fail(op->req, TS_EUNAUTHENTICATED, NULL);
   op_free(op);
 }

@@ -25,6 +25,7 @@ struct ts_store {
   MDB_env *env;
   MDB_dbi dbi[TS_T_COUNT_];
   size_t max_bytes;
+  int cleared_at_open; /* stale reader slots cleared by ts_store_open, not yet reported */
 };
 
 struct ts_txn {
@@ -107,8 +108,8 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
     free(s);
     return TS_ECONFIG;
   }
-  int dead;
-  mdb_reader_check(s->env, &dead);
+  int dead = 0;
+  if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) s->cleared_at_open = dead;
   if ((rc = open_tables(s, why, why_cap)) != 0) {
     mdb_env_close(s->env);
     free(s);
@@ -127,10 +128,15 @@ void ts_store_close(ts_store *s) {
 
 int ts_store_sync(ts_store *s) { return map_err(mdb_env_sync(s->env, 1)); }
 
+/* The first call also counts the slots ts_store_open cleared before it opened the tables (the
+ * domain's check at start, which logs them, runs before the sweeper thread exists). */
 int ts_store_reader_check(ts_store *s) {
   int dead = 0;
   int rc = mdb_reader_check(s->env, &dead);
-  return rc ? map_err(rc) : dead;
+  if (rc) return map_err(rc);
+  dead += s->cleared_at_open;
+  s->cleared_at_open = 0;
+  return dead;
 }
 
 int ts_store_info_get(ts_store *s, ts_store_info *info) {
@@ -146,8 +152,23 @@ int ts_store_info_get(ts_store *s, ts_store_info *info) {
   MDB_stat est;
   mdb_env_info(s->env, &ei);
   mdb_env_stat(s->env, &est);
+  /* me_last_pgno is the file's high-water mark: it never comes down when data is deleted.
+   * Pages in use are those below it minus the free ones, which LMDB keeps in its free list
+   * (database 0: each value is a page-number list whose first word is its length). */
+  uint64_t free_pages = 0;
+  MDB_cursor *fc;
+  if (mdb_cursor_open(txn, 0, &fc) == 0) {
+    MDB_val fk, fv;
+    while (mdb_cursor_get(fc, &fk, &fv, MDB_NEXT) == 0) {
+      size_t n = 0;
+      if (fv.mv_size >= sizeof(n)) memcpy(&n, fv.mv_data, sizeof(n));
+      free_pages += n;
+    }
+    mdb_cursor_close(fc);
+  }
   mdb_txn_abort(txn);
-  info->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * est.ms_psize;
+  uint64_t pages = (uint64_t)ei.me_last_pgno + 1;
+  info->used_bytes = (pages > free_pages ? pages - free_pages : 0) * est.ms_psize;
   info->max_bytes = s->max_bytes;
   const char *path;
   struct stat fst;
