@@ -170,7 +170,8 @@ bool ts_token_parse_common(ts_req *r, const ts_param_value *aud, const ts_param_
   return true;
 }
 
-static void pack_token_reply(ts_req *r, const char *token, const char *jti, int64_t exp) {
+static void pack_token_reply(ts_req *r, const char *token, const char *jti, int64_t exp,
+                             int64_t now) {
   msgpack_packer *pk = ts_req_result(r);
   msgpack_pack_map(pk, 4);
   ts_pack_cstr(pk, "token");
@@ -180,7 +181,7 @@ static void pack_token_reply(ts_req *r, const char *token, const char *jti, int6
   ts_pack_cstr(pk, "expires_at");
   msgpack_pack_int64(pk, exp);
   ts_pack_cstr(pk, "expires_in");
-  msgpack_pack_int64(pk, exp - (int64_t)time(NULL));
+  msgpack_pack_int64(pk, exp - now);
   ts_req_send(r);
 }
 
@@ -207,6 +208,10 @@ void ts_token_issue(ts_req *r, const msgpack_object *params) {
     ts_req_failf(r, TS_EBAD_REQUEST, "ttl must be 1..%lld seconds", (long long)max);
     return;
   }
+  if (is_purpose && v[2].present) { /* consume and exchange expect no audience */
+    ts_req_fail(r, TS_EBAD_REQUEST, "a purpose token carries no aud");
+    return;
+  }
   if (!ts_token_parse_common(r, &v[2], &v[3], &v[4], &ts, scope, sizeof(scope))) return;
   if (is_purpose) {
     ts_param_copy(&v[5], purpose, sizeof(purpose));
@@ -217,8 +222,9 @@ void ts_token_issue(ts_req *r, const msgpack_object *params) {
   int rc = ts_token_sign(d, &ts, &token, jti, &exp);
   json_decref(ts.aud);
   json_decref(ts.extra);
-  if (rc) ts_req_fail(r, rc, NULL);
-  else pack_token_reply(r, token, jti, exp);
+  if (rc == TS_EBAD_REQUEST) ts_req_fail(r, rc, "claims that cannot be signed (over 8 KiB, or a NUL)");
+  else if (rc) ts_req_fail(r, rc, NULL);
+  else pack_token_reply(r, token, jti, exp, ts.now);
   free(token);
 }
 
@@ -248,9 +254,11 @@ static int check_presented(ts_req *r, const ts_param_value *tok, const ts_param_
                            const ts_param_value *purpose, json_t **claims, char kid[129]) {
   char audbuf[257];
   if (aud && aud->present) ts_param_copy(aud, audbuf, sizeof(audbuf));
+  /* Purpose tokens carry no aud, whatever the default audience is. */
+  const char *want = aud && aud->present ? audbuf : purpose->present ? "" : NULL;
   int rc = ts_token_check(domain_of(r), tok->str, tok->len,
-                          purpose->present ? TS_TYP_PURPOSE : TS_TYP_ACCESS,
-                          aud && aud->present ? audbuf : NULL, (int64_t)time(NULL), claims, kid);
+                          purpose->present ? TS_TYP_PURPOSE : TS_TYP_ACCESS, want,
+                          (int64_t)time(NULL), claims, kid);
   if (rc == 0 && purpose->present && !purpose_matches(*claims, purpose)) {
     json_decref(*claims);
     *claims = NULL;
