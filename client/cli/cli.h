@@ -5,8 +5,9 @@
  *   - a method command: a declarative row (RPC method, one positional param, options that map
  *     to params) run by one generic runner; most commands are one row of the table;
  *   - a group ("session"): a sub-table of commands, dispatched on the next word;
- *   - a custom command (call) with its own runner.
- * Exit status: 0 success, 1 the daemon answered with an error, 2 usage or connection trouble. */
+ *   - a custom command (call; the local token decode and keygen of local.c) with its own runner.
+ * Exit status: 0 success, 1 the daemon answered with an error (a local command: the operation
+ * failed, e.g. a token that cannot be decoded), 2 usage or connection trouble. */
 #ifndef TS_CLI_H
 #define TS_CLI_H
 
@@ -29,13 +30,22 @@ enum cli_arg_type {
   CLI_ARG_INT,    /* a base-10 integer */
   CLI_ARG_OBJECT, /* a JSON object */
   CLI_ARG_FLAG,   /* takes no value: true */
+  CLI_ARG_STRS,   /* a str; given again, an array of every value in order (aud) */
 };
 
 typedef struct cli_opt {
   const char *flag; /* "--idle-ttl"; NULL ends a list */
   const char *key;  /* param key; "client.ip" nests one level: {client: {ip: ...}} */
   enum cli_arg_type type;
+  bool required;    /* the command refuses to run without it (a usage error, not a call) */
 } cli_opt;
+
+/* cli_command.flags */
+enum {
+  /* The positional may be "-": it is then read from stdin (surrounding whitespace trimmed),
+   * which keeps secrets such as tokens out of ps and the shell history. */
+  CLI_POS_STDIN = 1u << 0,
+};
 
 typedef struct cli_command cli_command;
 struct cli_command {
@@ -52,6 +62,7 @@ struct cli_command {
   const cli_opt *opts;  /* NULL or a list ended by a NULL flag */
   /* groups (run == cli_run_group): */
   const cli_command *sub;
+  unsigned flags;       /* CLI_POS_* */
 };
 
 /* The top-level command table (commands.c), ended by a NULL name. */
@@ -59,6 +70,23 @@ extern const cli_command cli_commands[];
 
 int cli_run_method(cli *ctx, const cli_command *self, int argc, char **argv);
 int cli_run_group(cli *ctx, const cli_command *self, int argc, char **argv);
+
+/* True when argv (argv[0] the command) asks for --help before any "--". */
+bool cli_wants_help(int argc, char **argv);
+/* The text of a positional argument: arg itself, or for "-" all of stdin (at most 64 KiB) with
+ * surrounding whitespace trimmed, in buf (cap bytes). what names the argument for messages
+ * ("TOKEN"). Returns the text (arg or buf), or NULL after reporting a usage error. */
+const char *cli_positional_text(const cli *ctx, const char *what, const char *arg, char *buf,
+                                size_t cap);
+
+/* ---- local.c: commands that never talk to the daemon ---- */
+
+/* token decode TOKEN */
+int cli_run_token_decode(cli *ctx, const cli_command *self, int argc, char **argv);
+/* keygen DIR */
+int cli_run_keygen(cli *ctx, const cli_command *self, int argc, char **argv);
+/* events: subscribes and prints {"method":..,"params":[..]} lines until the connection ends. */
+int cli_run_events(cli *ctx, const cli_command *self, int argc, char **argv);
 
 /* ---- tessera.c ---- */
 
@@ -69,5 +97,7 @@ void cli_print_usage(const cli *ctx, const cli_command *cmd);
 /* Calls method (params borrowed, NULL for none), prints the result on success. Reports every
  * failure itself. Returns an exit status. */
 int cli_call_print(cli *ctx, const char *method, const json_t *params);
+/* Prints v as JSON on stdout the way results are printed. Returns an exit status. */
+int cli_print_json(const json_t *v);
 
 #endif

@@ -3,12 +3,14 @@
  * Adding a command that maps onto one method is one table row: its method, its positional
  * param and its options (see the session rows). A new group ("token", "keys", "user") is a
  * sub-table plus one row in cli_commands. Only commands that do more than one call (events,
- * which will stream notifications) need a runner of their own.
+ * which will stream notifications) or none at all (local.c: token decode, keygen) need a
+ * runner of their own. A row whose positional is a secret (a token) sets CLI_POS_STDIN so
+ * that "-" reads it from stdin.
  *
  * Method-command arguments: one positional and the options, in any order; "--" ends the
  * options; an option's value may be the next word or follow '='. Values are checked for type
- * here (an integer, a JSON object, UTF-8); ranges and everything else are the daemon's job, so
- * its bad_request message is what the user sees. */
+ * here (an integer, a JSON object, UTF-8) and required options for presence; ranges and
+ * everything else are the daemon's job, so its bad_request message is what the user sees. */
 #include "cli.h"
 
 #include <ctype.h>
@@ -48,6 +50,7 @@ static json_t *opt_value(const cli *ctx, const cli_opt *o, const char *text) {
     return v;
   }
   case CLI_ARG_STR:
+  case CLI_ARG_STRS:
   default: {
     json_t *v = json_string(text);
     if (!v) cli_usage_error(ctx, "%s is not valid UTF-8", o->flag);
@@ -56,9 +59,10 @@ static json_t *opt_value(const cli *ctx, const cli_opt *o, const char *text) {
   }
 }
 
-/* Sets params[key] (or params[a][b] for key "a.b") to v, stealing v. Returns -1 when the
- * param was already set (the option was given twice). */
-static int set_param(json_t *params, const char *key, json_t *v) {
+/* Sets params[key] (or params[a][b] for key "a.b") to v, stealing v. append: a param already
+ * set becomes (or grows) an array of the values. Returns -1 when the param was already set
+ * and !append (the option was given twice). */
+static int set_param(json_t *params, const char *key, json_t *v, bool append) {
   const char *dot = strchr(key, '.');
   json_t *obj = params;
   if (dot) {
@@ -71,7 +75,12 @@ static int set_param(json_t *params, const char *key, json_t *v) {
     }
     key = dot + 1;
   }
-  if (!obj || json_object_get(obj, key)) {
+  json_t *old = obj ? json_object_get(obj, key) : NULL;
+  if (old && append) {
+    if (json_is_array(old)) return json_array_append_new(old, v);
+    return json_object_set_new(obj, key, json_pack("[O, o]", old, v)); /* o steals v */
+  }
+  if (!obj || old) {
     json_decref(v);
     return -1;
   }
@@ -101,7 +110,8 @@ static int parse_option(const cli *ctx, const cli_command *self, json_t *params,
   }
   json_t *v = opt_value(ctx, o, text);
   if (!v) return CLI_EUSAGE;
-  if (set_param(params, o->key, v) < 0) return cli_usage_error(ctx, "%s given twice", o->flag);
+  if (set_param(params, o->key, v, o->type == CLI_ARG_STRS) < 0)
+    return cli_usage_error(ctx, "%s given twice", o->flag);
   return CLI_OK;
 }
 
@@ -109,6 +119,40 @@ static int parse_option(const cli *ctx, const cli_command *self, json_t *params,
 static bool opt_given(const cli_command *self, const json_t *params, const char *name) {
   const cli_opt *o = find_opt(self->opts, name, strlen(name));
   return o && json_object_get(params, o->key) != NULL;
+}
+
+#define STDIN_MAX 65536
+
+const char *cli_positional_text(const cli *ctx, const char *what, const char *arg, char *buf,
+                                size_t cap) {
+  if (strcmp(arg, "-") != 0) return arg;
+  size_t n = 0;
+  while (n < cap) {
+    size_t k = fread(buf + n, 1, cap - n, stdin);
+    if (k == 0) break;
+    n += k;
+  }
+  if (ferror(stdin)) {
+    cli_usage_error(ctx, "cannot read %s from stdin: %s", what, strerror(errno));
+    return NULL;
+  }
+  if (n == cap) {
+    cli_usage_error(ctx, "%s on stdin is longer than %zu bytes", what, cap - 1);
+    return NULL;
+  }
+  while (n > 0 && isspace((unsigned char)buf[n - 1])) n--;
+  buf[n] = '\0';
+  const char *text = buf;
+  while (isspace((unsigned char)*text)) text++;
+  if (!*text) {
+    cli_usage_error(ctx, "no %s on stdin", what);
+    return NULL;
+  }
+  if (strlen(text) != (size_t)(buf + n - text)) {
+    cli_usage_error(ctx, "%s on stdin holds a NUL byte", what);
+    return NULL;
+  }
+  return text;
 }
 
 /* Checks and adds the positional argument (pos may be NULL). Returns an exit status. */
@@ -128,8 +172,13 @@ static int add_positional(const cli *ctx, const cli_command *self, json_t *param
   } else if (!pos) {
     return cli_usage_error(ctx, "missing %s", name);
   }
+  static char stdin_buf[STDIN_MAX + 1];
+  if (self->flags & CLI_POS_STDIN) {
+    pos = cli_positional_text(ctx, name, pos, stdin_buf, sizeof(stdin_buf));
+    if (!pos) return CLI_EUSAGE;
+  }
   json_t *v = json_string(pos);
-  if (!v) return cli_usage_error(ctx, "'%s' is not valid UTF-8", pos);
+  if (!v) return cli_usage_error(ctx, "%s is not valid UTF-8", name);
   return json_object_set_new(params, self->pos_key, v) == 0
              ? CLI_OK
              : cli_usage_error(ctx, "out of memory");
@@ -155,6 +204,9 @@ static int build_params(const cli *ctx, const cli_command *self, int argc, char 
       pos = a;
     }
   }
+  for (const cli_opt *o = self->opts; status == CLI_OK && o && o->flag; o++)
+    if (o->required && !opt_given(self, params, o->flag))
+      status = cli_usage_error(ctx, "missing %s", o->flag);
   if (status == CLI_OK) status = add_positional(ctx, self, params, pos);
   if (status != CLI_OK) {
     json_decref(params);
@@ -164,7 +216,7 @@ static int build_params(const cli *ctx, const cli_command *self, int argc, char 
   return CLI_OK;
 }
 
-static bool wants_help(int argc, char **argv) {
+bool cli_wants_help(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) return false;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
@@ -175,7 +227,7 @@ static bool wants_help(int argc, char **argv) {
 /* ---- runners -------------------------------------------------------------------------- */
 
 int cli_run_method(cli *ctx, const cli_command *self, int argc, char **argv) {
-  if (wants_help(argc, argv)) {
+  if (cli_wants_help(argc, argv)) {
     cli_print_usage(ctx, self);
     return CLI_OK;
   }
@@ -203,7 +255,7 @@ int cli_run_group(cli *ctx, const cli_command *self, int argc, char **argv) {
 
 /* call METHOD [JSON_PARAMS | -] */
 static int run_call(cli *ctx, const cli_command *self, int argc, char **argv) {
-  if (wants_help(argc, argv)) {
+  if (cli_wants_help(argc, argv)) {
     cli_print_usage(ctx, self);
     return CLI_OK;
   }
@@ -232,15 +284,25 @@ static int run_call(cli *ctx, const cli_command *self, int argc, char **argv) {
 
 /* ---- the table ------------------------------------------------------------------------ */
 
+#define METHOD_CMD_F(name_, synopsis_, summary_, method_, pos_key_, pos_alt_, opts_, flags_) \
+  {name_, synopsis_, summary_, cli_run_method, method_, pos_key_, pos_alt_, opts_, NULL, flags_}
 #define METHOD_CMD(name_, synopsis_, summary_, method_, pos_key_, pos_alt_, opts_) \
-  {name_, synopsis_, summary_, cli_run_method, method_, pos_key_, pos_alt_, opts_, NULL}
+  METHOD_CMD_F(name_, synopsis_, summary_, method_, pos_key_, pos_alt_, opts_, 0)
+/* A command whose positional is a token: "-" reads it from stdin. */
+#define TOKEN_CMD(name_, synopsis_, summary_, method_, opts_) \
+  METHOD_CMD_F(name_, synopsis_, summary_, method_, "token", NULL, opts_, CLI_POS_STDIN)
+/* A command with a runner of its own. */
+#define RUNNER_CMD(name_, synopsis_, summary_, run_) \
+  {name_, synopsis_, summary_, run_, NULL, NULL, NULL, NULL, NULL, 0}
 #define GROUP_CMD(name_, summary_, sub_) \
-  {name_, "COMMAND ...", summary_, cli_run_group, NULL, NULL, NULL, NULL, sub_}
+  {name_, "COMMAND ...", summary_, cli_run_group, NULL, NULL, NULL, NULL, sub_, 0}
+#define END_CMD {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0}
+#define END_OPT {NULL, NULL, CLI_ARG_STR, false}
 
 static const cli_opt client_opts[] = {
     {"--ip", "client.ip", CLI_ARG_STR},
     {"--ua", "client.ua", CLI_ARG_STR},
-    {NULL, NULL, CLI_ARG_STR},
+    END_OPT,
 };
 
 static const cli_opt session_create_opts[] = {
@@ -249,17 +311,23 @@ static const cli_opt session_create_opts[] = {
     {"--data", "data", CLI_ARG_OBJECT},
     {"--ip", "client.ip", CLI_ARG_STR},
     {"--ua", "client.ua", CLI_ARG_STR},
-    {NULL, NULL, CLI_ARG_STR},
+    END_OPT,
 };
 
 static const cli_opt session_revoke_opts[] = {
     {"--handle", "handle", CLI_ARG_STR},
-    {NULL, NULL, CLI_ARG_STR},
+    END_OPT,
 };
 
 static const cli_opt session_revoke_all_opts[] = {
     {"--except", "except", CLI_ARG_STR},
-    {NULL, NULL, CLI_ARG_STR},
+    END_OPT,
+};
+
+/* --purpose, required: the purpose a single-use token must carry. */
+static const cli_opt purpose_opts[] = {
+    {"--purpose", "purpose", CLI_ARG_STR, true},
+    END_OPT,
 };
 
 static const cli_command session_commands[] = {
@@ -277,7 +345,82 @@ static const cli_command session_commands[] = {
                NULL, NULL),
     METHOD_CMD("revoke-all", "SUB [--except HANDLE]", "end every session of SUB (but the one --except names)",
                "session.revoke_all", "sub", NULL, session_revoke_all_opts),
-    {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    TOKEN_CMD("exchange", "(TOKEN | -) --purpose P",
+              "turn a single-use purpose token into a session, once (-: TOKEN from stdin)",
+              "session.exchange", purpose_opts),
+    END_CMD,
+};
+
+static const cli_opt token_issue_opts[] = {
+    {"--ttl", "ttl", CLI_ARG_INT},
+    {"--aud", "aud", CLI_ARG_STRS},
+    {"--scope", "scope", CLI_ARG_STR},
+    {"--claims", "claims", CLI_ARG_OBJECT},
+    {"--purpose", "purpose", CLI_ARG_STR},
+    END_OPT,
+};
+
+static const cli_opt token_verify_opts[] = {
+    {"--aud", "aud", CLI_ARG_STR},
+    {"--purpose", "purpose", CLI_ARG_STR},
+    {"--check-revoked", "check_revoked", CLI_ARG_FLAG},
+    END_OPT,
+};
+
+static const cli_opt token_pair_opts[] = {
+    {"--aud", "aud", CLI_ARG_STRS},
+    {"--scope", "scope", CLI_ARG_STR},
+    {"--claims", "claims", CLI_ARG_OBJECT},
+    {"--access-ttl", "access_ttl", CLI_ARG_INT},
+    {"--refresh-ttl", "refresh_ttl", CLI_ARG_INT},
+    END_OPT,
+};
+
+static const cli_opt token_revoke_opts[] = {
+    {"--family", "family", CLI_ARG_STR},
+    END_OPT,
+};
+
+static const cli_command token_commands[] = {
+    METHOD_CMD("issue",
+               "SUB [--ttl N] [--aud A]... [--scope S] [--claims JSON] [--purpose P]",
+               "issue an access token for SUB (--purpose: a single-use purpose token)",
+               "token.issue", "sub", NULL, token_issue_opts),
+    TOKEN_CMD("verify", "(TOKEN | -) [--aud A] [--purpose P] [--check-revoked]",
+              "verify a token; prints its claims and kid (-: TOKEN from stdin)", "token.verify",
+              token_verify_opts),
+    RUNNER_CMD("decode", "(TOKEN | -)",
+               "print a token's header and claims WITHOUT verifying it (no daemon needed)",
+               cli_run_token_decode),
+    TOKEN_CMD("consume", "(TOKEN | -) --purpose P",
+              "use a single-use purpose token: its claims once, then revoked (-: TOKEN from stdin)",
+              "token.consume", purpose_opts),
+    METHOD_CMD("pair",
+               "SUB [--aud A]... [--scope S] [--claims JSON] [--access-ttl N] [--refresh-ttl N]",
+               "issue an access token and a rotating refresh token (a new family) for SUB",
+               "token.pair", "sub", NULL, token_pair_opts),
+    METHOD_CMD_F("refresh", "(REFRESH_TOKEN | -)",
+                 "rotate a refresh token: a new pair; presenting the old one again is reuse",
+                 "token.refresh", "refresh_token", NULL, NULL, CLI_POS_STDIN),
+    METHOD_CMD_F("revoke", "(TOKEN | - | --family F)",
+                 "revoke a refresh token's family or an access token's jti (garbage: revoked 0)",
+                 "token.revoke", "token", "--family", token_revoke_opts, CLI_POS_STDIN),
+    END_CMD,
+};
+
+static const cli_command user_commands[] = {
+    METHOD_CMD("revoke", "SUB",
+               "log SUB out everywhere: every session and refresh family, and a cut-off for its "
+               "access tokens",
+               "user.revoke", "sub", NULL, NULL),
+    END_CMD,
+};
+
+static const cli_command keys_commands[] = {
+    METHOD_CMD("rotate", "",
+               "the next key starts signing and a new next key is published (admin)",
+               "keys.rotate", NULL, NULL, NULL),
+    END_CMD,
 };
 
 const cli_command cli_commands[] = {
@@ -285,9 +428,21 @@ const cli_command cli_commands[] = {
                "sys.ping", NULL, NULL, NULL),
     METHOD_CMD("stats", "", "print the daemon's counters and gauges", "sys.stats", NULL, NULL,
                NULL),
-    {"call", "METHOD [JSON_PARAMS | -]",
-     "call any method; params are a JSON object (-: read it from stdin)", run_call, NULL, NULL,
-     NULL, NULL, NULL},
+    RUNNER_CMD("call", "METHOD [JSON_PARAMS | -]",
+               "call any method; params are a JSON object (-: read it from stdin)", run_call),
     GROUP_CMD("session", "opaque server-side sessions (the cookie flow)", session_commands),
-    {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    GROUP_CMD("token", "JWTs: access and single-use purpose tokens", token_commands),
+    GROUP_CMD("keys", "the daemon's signing keys", keys_commands),
+    GROUP_CMD("user", "everything a user holds", user_commands),
+    RUNNER_CMD("events", "",
+               "subscribe to revocations and key changes; print each notification as a JSON line "
+               "until interrupted",
+               cli_run_events),
+    METHOD_CMD("jwks", "", "print the public keys tokens verify with (a JWK Set)", "keys.jwks",
+               NULL, NULL, NULL),
+    RUNNER_CMD("keygen", "DIR",
+               "write a new Ed25519 key to DIR/<kid>.jwk (mode 0600) and print its kid (no "
+               "daemon needed)",
+               cli_run_keygen),
+    END_CMD,
 };

@@ -69,8 +69,9 @@ static void print_help(void) {
     if (!c->sub) print_entry("", c);
     for (const cli_command *s = c->sub; s && s->name; s++) print_entry(c->name, s);
   }
-  printf("\nexit status: 0 success, 1 the daemon answered with an error, 2 usage or\n"
-         "connection trouble (the message on stderr says which).\n");
+  printf("\nexit status: 0 success, 1 the daemon answered with an error (for token decode and\n"
+         "keygen: the token could not be decoded, the key not written), 2 usage or connection\n"
+         "trouble (the message on stderr says which).\n");
 }
 
 /* ---- talking to the daemon ------------------------------------------------------------ */
@@ -105,7 +106,7 @@ static int report_call_error(const cli *ctx, const char *method, int rc,
   }
 }
 
-static int print_json(const json_t *v) {
+int cli_print_json(const json_t *v) {
   size_t flags = JSON_ENCODE_ANY | (isatty(STDOUT_FILENO) ? JSON_INDENT(2) : JSON_COMPACT);
   if (json_dumpf(v, stdout, flags) != 0 || putchar('\n') == EOF) {
     fprintf(stderr, "tessera: cannot write the result: %s\n", strerror(errno));
@@ -124,9 +125,37 @@ int cli_call_print(cli *ctx, const char *method, const json_t *params) {
   tessera_error err;
   int rc = tessera_call(ctx->client, method, params, ctx->timeout_ms, &result, &err);
   if (rc < 0) return report_call_error(ctx, method, rc, &err);
-  int status = print_json(result);
+  int status = cli_print_json(result);
   json_decref(result);
   return status;
+}
+
+int cli_run_events(cli *ctx, const cli_command *self, int argc, char **argv) {
+  if (cli_wants_help(argc, argv)) {
+    cli_print_usage(ctx, self);
+    return CLI_OK;
+  }
+  if (argc > 1) return cli_usage_error(ctx, "unexpected argument '%s'", argv[1]);
+  fflush(stdout);
+  setvbuf(stdout, NULL, _IOLBF, 0); /* one line per notification, as it arrives */
+  int status = cli_call_print(ctx, "events.subscribe", NULL);
+  if (status != CLI_OK) return status;
+  for (;;) {
+    char method[TESSERA_NOTIFY_METHOD_MAX];
+    json_t *args = NULL;
+    int rc = tessera_next_notification(ctx->client, -1, method, &args);
+    if (rc == TESSERA_EOVERFLOW) {
+      fprintf(stderr, "tessera: events: notifications were lost (queue full)\n");
+      continue;
+    }
+    if (rc < 0) return report_call_error(ctx, "events", rc, NULL);
+    json_t *line = json_pack("{s:s, s:o}", "method", method, "params", args);
+    if (!line || json_dumpf(line, stdout, JSON_COMPACT) != 0 || putchar('\n') == EOF) {
+      json_decref(line);
+      return CLI_EUSAGE;
+    }
+    json_decref(line);
+  }
 }
 
 /* ---- main ----------------------------------------------------------------------------- */

@@ -8,7 +8,10 @@
  * requests before waiting keeps both directions moving. SIGPIPE is never raised (MSG_NOSIGNAL).
  *
  * A request is registered in the in-flight table before its first byte is written, so running
- * out of memory never happens after the daemon may have acted on a request. */
+ * out of memory never happens after the daemon may have acted on a request.
+ *
+ * Notifications are queued by the reader whenever any call reads; tessera_next_notification
+ * is one more pump_until condition ("a note is queued, or one was lost"). */
 #include "internal.h"
 
 #include "error.h"
@@ -117,6 +120,8 @@ TESSERA_EXPORT void tessera_close(tessera_client *c) {
   if (!c) return;
   if (c->fd >= 0) close(c->fd);
   ts_inflight_close(&c->inflight);
+  ts_note *n;
+  while ((n = ts_client_take_note(c))) ts_note_free(n);
   free(c->in);
   free(c);
 }
@@ -319,4 +324,37 @@ TESSERA_EXPORT int tessera_call(tessera_client *c, const char *method, const jso
    * a timeout) is dropped when it arrives instead of being kept forever. */
   ts_reply_free(ts_inflight_unlink(&c->inflight, msgid));
   return rc;
+}
+
+/* ---- notifications -------------------------------------------------------------------- */
+
+static bool note_ready(const tessera_client *c, const void *arg) {
+  (void)arg;
+  return c->notes_head != NULL || c->notes_lost;
+}
+
+TESSERA_EXPORT int tessera_next_notification(tessera_client *c, int timeout_ms,
+                                             char method[TESSERA_NOTIFY_METHOD_MAX],
+                                             json_t **args) {
+  if (args) *args = NULL;
+  if (method) method[0] = '\0';
+  if (!c || !method) return TESSERA_EINVAL;
+  int rc = pump_until(c, note_ready, NULL, deadline_of(timeout_ms));
+  if (rc < 0) return rc;
+  if (c->notes_lost) {
+    c->notes_lost = false;
+    return TESSERA_EOVERFLOW;
+  }
+  ts_note *n = ts_client_take_note(c);
+  memcpy(method, n->method, sizeof(n->method));
+  if (args) {
+    *args = n->args;
+    n->args = NULL;
+  }
+  ts_note_free(n);
+  return 0;
+}
+
+TESSERA_EXPORT size_t tessera_pending_notifications(const tessera_client *c) {
+  return c ? c->notes_count : 0;
 }

@@ -9,9 +9,11 @@
  *     tessera_wait takes it out. A reply whose msgid has no pending entry (never sent, already
  *     answered, or abandoned by a timed-out tessera_call) is dropped, so the table only ever
  *     holds what the caller asked for.
- * Server notifications are decoded and handed to one hook (on_notification in reader.c); today
- * it drops them, the notification API will queue them there and wait on the queue with the
- * same pump loop tessera_wait uses (pump_until in client.c).
+ * Server notifications are decoded by one hook (on_notification in reader.c), converted to
+ * JSON and appended to a bounded FIFO (the notes below); tessera_next_notification waits on
+ * that queue with the same pump loop tessera_wait uses (pump_until in client.c). A note that
+ * does not fit is dropped and sets notes_lost, which the next tessera_next_notification
+ * reports as TESSERA_EOVERFLOW.
  *
  * Errors that leave the byte stream unusable are sticky: rd_err (EOF, socket error, malformed
  * stream) ends reading and writing; wr_err (a failed or half-done write) ends writing only, so
@@ -64,6 +66,15 @@ ts_reply *ts_inflight_unlink(ts_inflight *t, uint32_t msgid);
 /* Frees an unlinked entry and its result. NULL is allowed. */
 void ts_reply_free(ts_reply *r);
 
+/* ---- queued server notifications (reader.c) ----------------------------------------------- */
+
+typedef struct ts_note {
+  struct ts_note *next;
+  char method[TESSERA_NOTIFY_METHOD_MAX];
+  json_t *args; /* owned: the params array */
+  size_t bytes; /* wire size, counted against TESSERA_NOTIFY_QUEUE_BYTES */
+} ts_note;
+
 /* ---- the connection (client.c) ------------------------------------------------------------ */
 
 struct tessera_client {
@@ -75,6 +86,9 @@ struct tessera_client {
   size_t in_cap, in_len, in_start;
   ts_scan scan; /* state of the message starting at in_start */
   ts_inflight inflight;
+  ts_note *notes_head, *notes_tail; /* FIFO of notifications not yet taken */
+  size_t notes_count, notes_bytes;
+  bool notes_lost; /* dropped since the last tessera_next_notification */
 };
 
 /* ---- the read side (reader.c) ------------------------------------------------------------ */
@@ -85,5 +99,9 @@ struct tessera_client {
 int ts_client_read_once(tessera_client *c);
 /* Records err as the sticky read error (ending writes too); returns the sticky error. */
 int ts_client_fail_read(tessera_client *c, int err);
+/* Unlinks the oldest queued notification (NULL when none); free it with ts_note_free. */
+ts_note *ts_client_take_note(tessera_client *c);
+/* Frees a note and its args. NULL is allowed. */
+void ts_note_free(ts_note *n);
 
 #endif

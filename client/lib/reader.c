@@ -3,8 +3,9 @@
  * ts_client_read_once does one recv() into the input buffer, then cuts every complete message
  * out of it with the pre-scan and dispatches it:
  *   response      -> fills its pending in-flight entry (or is dropped when there is none);
- *   notification  -> on_notification (dropped today; the notification API queues it there).
- * Nothing else is ever kept, so memory is bounded by the in-flight table plus one reply.
+ *   notification  -> on_notification: converted to JSON and queued (bounded, see tessera.h).
+ * Nothing else is ever kept, so memory is bounded by the in-flight table, one reply and the
+ * notification queue's byte and count limits.
  *
  * Buffer invariant: after processing, [in_start, in_len) holds only the unfinished head of one
  * message, which the scan has already checked to be shorter than TS_CLIENT_MAX_REPLY; so
@@ -66,12 +67,48 @@ static void fill_reply(ts_reply *r, const ts_rpc_msg *m) {
   r->rc = TESSERA_EREMOTE;
 }
 
-/* A server notification [2, method, [map, ...]]. The notification API (a later issue) will
- * convert m->args to JSON and append it to a bounded queue on c here; until then it is
- * dropped, which also keeps a subscribed-but-never-reading client from growing. */
-static int on_notification(tessera_client *c, const ts_rpc_msg *m) {
-  (void)c;
-  (void)m;
+void ts_note_free(ts_note *n) {
+  if (!n) return;
+  json_decref(n->args);
+  free(n);
+}
+
+ts_note *ts_client_take_note(tessera_client *c) {
+  ts_note *n = c->notes_head;
+  if (!n) return NULL;
+  c->notes_head = n->next;
+  if (!c->notes_head) c->notes_tail = NULL;
+  c->notes_count--;
+  c->notes_bytes -= n->bytes;
+  n->next = NULL;
+  return n;
+}
+
+/* A server notification [2, method, [map, ...]] of n wire bytes: converted to JSON at once (so
+ * the msgpack zone is freed with the message) and appended to the queue. One that does not
+ * fit, cannot be converted or finds no memory is dropped and remembered in notes_lost; the
+ * stream itself stays in step, so this never fails the connection. */
+static int on_notification(tessera_client *c, const ts_rpc_msg *m, size_t n) {
+  if (c->notes_count >= TESSERA_NOTIFY_QUEUE_MAX ||
+      n > TESSERA_NOTIFY_QUEUE_BYTES - c->notes_bytes) {
+    c->notes_lost = true;
+    return 0;
+  }
+  ts_note *note = calloc(1, sizeof(*note));
+  if (note) note->args = ts_mp_to_json(m->args);
+  if (!note || !note->args) {
+    ts_note_free(note);
+    c->notes_lost = true;
+    return 0;
+  }
+  msgpack_object_str name = {m->method_len, m->method};
+  copy_truncated(note->method, sizeof(note->method), &name);
+  note->bytes = n;
+  if (c->notes_tail) c->notes_tail->next = note;
+  else c->notes_head = note;
+  c->notes_tail = note;
+  c->notes_count++;
+  c->notes_bytes += n;
   return 0;
 }
 
@@ -92,7 +129,7 @@ static int dispatch_message(tessera_client *c, const uint8_t *p, size_t n) {
     goto done;
   }
   if (m.kind == TS_RPC_NOTIFICATION) {
-    rc = on_notification(c, &m);
+    rc = on_notification(c, &m, n);
     goto done;
   }
   ts_reply *r = ts_inflight_find(&c->inflight, m.msgid);

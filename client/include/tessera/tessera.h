@@ -19,11 +19,15 @@
  * Errors that leave the connection unusable (ECLOSED, EIO, EPROTO for a malformed stream or a
  * reply over 16 MiB) are sticky: every later call on that client returns them, except that
  * replies already received can still be collected with tessera_wait. Close and reconnect.
- * SIGPIPE is never raised. */
+ * SIGPIPE is never raised.
+ *
+ * The local verifier (access tokens checked in-process with the daemon's public keys, plus the
+ * revocation feed) is declared in tessera/verifier.h. */
 #ifndef TESSERA_TESSERA_H
 #define TESSERA_TESSERA_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -40,7 +44,10 @@ extern "C" {
   X(ETIMEDOUT, "timed out waiting for the reply")                           \
   X(EPROTO, "malformed reply from tesserad")                                \
   X(EREMOTE, "tesserad answered with an error")                             \
-  X(EIO, "input/output error on the socket")
+  X(EIO, "input/output error on the socket")                               \
+  X(EOVERFLOW, "notifications were lost: the queue was full")              \
+  X(EREJECTED, "token refused (unauthenticated, expired or revoked)")      \
+  X(EUNAVAILABLE, "no verdict possible: keys or revocation feed unavailable")
 
 typedef enum tessera_errno {
   TESSERA_OK = 0,
@@ -96,6 +103,35 @@ int tessera_send(tessera_client *c, const char *method, const json_t *params, ui
  * returned) is TESSERA_EINVAL. result may be NULL to discard the result. */
 int tessera_wait(tessera_client *c, uint32_t msgid, int timeout_ms, json_t **result,
                  tessera_error *err);
+
+/* ---- server notifications (PROTOCOL.md, "events") ----------------------------------------
+ *
+ * After events.subscribe (an ordinary tessera_call) the daemon pushes notifications
+ * [2, method, [map, ...]] on that connection. Every call that reads the socket (tessera_call,
+ * tessera_wait, tessera_send while it waits for room, tessera_next_notification) queues them in
+ * arrival order; nothing is delivered by callback. The queue is bounded
+ * (TESSERA_NOTIFY_QUEUE_MAX notifications and TESSERA_NOTIFY_QUEUE_BYTES bytes of wire data):
+ * a notification that does not fit, or that cannot be converted to JSON, is dropped and
+ * remembered as a loss. A client that never subscribes never queues anything. */
+
+#define TESSERA_NOTIFY_QUEUE_MAX 1024
+#define TESSERA_NOTIFY_QUEUE_BYTES ((size_t)16 << 20) /* = the largest message accepted */
+#define TESSERA_NOTIFY_METHOD_MAX 32 /* bytes of method[], NUL included */
+
+/* Takes the oldest queued notification, waiting up to timeout_ms for one (< 0: forever; 0:
+ * reads what the socket already holds and never blocks). On success method holds its name
+ * (NUL-terminated, cut to TESSERA_NOTIFY_METHOD_MAX - 1 bytes at a character boundary) and
+ * *args its params array (a JSON array, usually of objects; new reference the caller
+ * json_decrefs; args may be NULL to discard it).
+ * Returns 0, TESSERA_ETIMEDOUT, TESSERA_EOVERFLOW (notifications were dropped since the last
+ * call: reported once, before the ones still queued, so the caller can resynchronise; method
+ * is "" and *args NULL), or a connection error (sticky; notifications queued before it are
+ * still delivered first). On any error method is "" and *args is NULL. */
+int tessera_next_notification(tessera_client *c, int timeout_ms,
+                              char method[TESSERA_NOTIFY_METHOD_MAX], json_t **args);
+
+/* Notifications queued and not yet taken (0 for NULL). Never reads the socket. */
+size_t tessera_pending_notifications(const tessera_client *c);
 
 #ifdef __cplusplus
 }
