@@ -3,8 +3,9 @@
  * Invariants:
  *   - buf[0..used) holds bytes not yet dispatched; the message being scanned starts at buf[0]
  *     (dispatched messages are moved out by compacting after each pass).
- *   - The message timer runs exactly while buf holds the start of an incomplete message; it is
- *     (re)started when a message's first byte is seen, never on later bytes.
+ *   - The message timer runs exactly while buf holds the start of an incomplete message and we
+ *     read (not paused for backpressure, not draining, not at EOF); it is (re)started when a
+ *     message's first byte is seen, never on later bytes, and afresh when a pause ends.
  *   - reading == uv_read_start is active. We read only while not paused, not draining, not
  *     closing, and not at EOF.
  * The buffer starts small and doubles up to max_message; a complete message never needs more,
@@ -114,6 +115,20 @@ static void update_reading(ts_conn *c) {
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
   }
   c->reading = want;
+  /* The message clock times the client, not us. While reading is paused for backpressure, the
+   * rest of an incomplete message may be waiting in the socket, and buf may hold complete
+   * messages not yet dispatched: stop the clock, and start a fresh one when reading resumes.
+   * Draining or at EOF, an incomplete message never completes: the connection closes once its
+   * last reply is written (or at the shutdown timeout), not with replies still owed. */
+  if (!want && !c->closing) {
+    uv_timer_stop(&c->message_timer);
+    c->paused = !c->eof && !c->server->draining;
+  } else if (want && c->paused) {
+    c->paused = false;
+    if (c->used > 0)
+      uv_timer_start(&c->message_timer, on_message_timeout,
+                     (uint64_t)c->server->cfg->message_timeout_ms, 0);
+  }
 }
 
 /* Dispatches every complete message in buf while backpressure allows, then compacts. */
@@ -141,10 +156,12 @@ static void process_buffer(ts_conn *c) {
       ts_conn_close(c, ts_strerror(rc));
       return;
     }
-    /* The next message's first byte, if here, starts its own clock. */
+    /* The next message's first byte, if here, starts its own clock, but only while we read:
+     * paused, update_reading starts it when reading resumes; draining or at EOF, the message
+     * will never complete and the connection closes once its last reply is written. */
     uv_timer_stop(&c->message_timer);
-    if (off < c->used) uv_timer_start(&c->message_timer, on_message_timeout,
-                                      (uint64_t)cfg->message_timeout_ms, 0);
+    if (off < c->used && c->reading)
+      uv_timer_start(&c->message_timer, on_message_timeout, (uint64_t)cfg->message_timeout_ms, 0);
   }
   if (c->closing) return;
   if (off > 0) {
