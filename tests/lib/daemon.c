@@ -53,6 +53,7 @@ void td_launch(td_daemon *d, const char *const *extra) {
     argv[n++] = "--leak-check=full";
     argv[n++] = "--errors-for-leak-kinds=definite";
     argv[n++] = "--show-leak-kinds=definite";
+    argv[n++] = "--suppressions=" TT_SOURCE_DIR "/tests/valgrind.supp";
     argv[n++] = vlog;
   }
   argv[n++] = TESSERAD_PATH;
