@@ -272,7 +272,8 @@ int ts_config_load(ts_config *c, int argc, char **argv) {
     else return bad("missing value for", flag, NULL);
     if (!set_option(c, o, value)) return bad("invalid value for", flag, value);
   }
-  if (c->max_depth > 32) return bad("at most 32 for", "max-depth", NULL);
+  /* msgpack-c's unpacker stops at 32 nested containers; the envelope takes two. */
+  if (c->max_depth > 30) return bad("at most 30 for", "max-depth", NULL);
   if (c->max_message > (1u << 30)) return bad("at most 1G for", "max-message", NULL);
   if (c->access_ttl > c->max_access_ttl || c->purpose_ttl > c->max_purpose_ttl ||
       c->refresh_ttl > c->max_refresh_ttl)

@@ -11,6 +11,7 @@ static bool utf8_valid(const unsigned char *s, size_t n) {
     unsigned char c = s[i];
     size_t len;
     uint32_t cp;
+    if (c == 0) return false; /* NUL: refused (see below) */
     if (c < 0x80) { i++; continue; }
     if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; }
     else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; }
@@ -21,6 +22,7 @@ static bool utf8_valid(const unsigned char *s, size_t n) {
       if ((s[i + k] & 0xc0) != 0x80) return false;
       cp = (cp << 6) | (s[i + k] & 0x3f);
     }
+    if (cp == 0) return false; /* never valid here: a NUL cannot round-trip through JSON claims */
     if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
         cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
       return false;
@@ -75,6 +77,24 @@ static bool map_keys_are_str(const msgpack_object *o) {
   return true;
 }
 
+/* Every str in o (keys included) is valid UTF-8 without NUL: maps become JSON claims and
+ * records, and a NUL would not survive the way back. */
+static bool strings_clean(const msgpack_object *o) {
+  switch (o->type) {
+  case MSGPACK_OBJECT_STR: return utf8_valid((const unsigned char *)o->via.str.ptr, o->via.str.size);
+  case MSGPACK_OBJECT_ARRAY:
+    for (uint32_t i = 0; i < o->via.array.size; i++)
+      if (!strings_clean(&o->via.array.ptr[i])) return false;
+    return true;
+  case MSGPACK_OBJECT_MAP:
+    for (uint32_t i = 0; i < o->via.map.size; i++)
+      if (!strings_clean(&o->via.map.ptr[i].key) || !strings_clean(&o->via.map.ptr[i].val))
+        return false;
+    return true;
+  default: return true;
+  }
+}
+
 static int check_value(const ts_param *p, const msgpack_object *o, ts_param_value *v, char *why,
                        size_t cap) {
   v->present = true;
@@ -121,6 +141,10 @@ static int check_value(const ts_param *p, const msgpack_object *o, ts_param_valu
     if (o->type != MSGPACK_OBJECT_MAP || !map_keys_are_str(o)) break;
     if (ts_mp_packed_size(o, p->max) > p->max) {
       snprintf(why, cap, "%s must be at most %u bytes as msgpack", p->name, p->max);
+      return TS_EBAD_REQUEST;
+    }
+    if (!strings_clean(o)) {
+      snprintf(why, cap, "%s must hold only valid UTF-8 strings without NUL", p->name);
       return TS_EBAD_REQUEST;
     }
     return 0;

@@ -14,11 +14,11 @@
 #include <stdint.h>
 
 enum ts_param_type {
-  TS_P_STR,      /* str, min..max bytes of valid UTF-8 */
+  TS_P_STR,      /* str, min..max bytes of valid UTF-8, no NUL */
   TS_P_DURATION, /* integer seconds, >= 1 (callers check their maximum) */
   TS_P_INT,      /* any integer */
   TS_P_BOOL,
-  TS_P_MAP,      /* map with str keys, at most max bytes as msgpack */
+  TS_P_MAP,      /* map with str keys, at most max bytes as msgpack, strings UTF-8 without NUL */
   TS_P_ANY,      /* any value; the handler checks it */
 };
 
@@ -43,7 +43,8 @@ typedef struct ts_param_value {
 int ts_params_parse(const msgpack_object *params, const ts_param *spec, size_t n,
                     ts_param_value *vals, char *why, size_t why_cap);
 
-/* Bytes o takes as (canonical) msgpack; stops counting past limit (returns limit + 1). */
+/* Bytes o takes as (canonical) msgpack; stops counting once past limit (returns more than
+ * limit). */
 size_t ts_mp_packed_size(const msgpack_object *o, size_t limit);
 
 /* A NUL-terminated copy of a STR value into out (cap bytes). Returns false if it did not fit. */
