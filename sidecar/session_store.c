@@ -180,41 +180,47 @@ int ts_session_revoke_sub(ts_txn *t, const char *sub, size_t sub_len, const uint
                           void (*on_revoked)(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
                                              int64_t expires_at),
                           void *ctx) {
+  /* Handles are collected a bounded number at a time (the cursor must not walk a list we
+   * delete from), in rounds until none is left: every round removes each by_sub entry it
+   * collected, so the rounds end, and a sub with more sessions than one round is emptied too. */
   enum { MAX_AT_ONCE = 4096 };
   uint8_t(*handles)[TS_HANDLE_BYTES] = malloc(MAX_AT_ONCE * TS_HANDLE_BYTES);
   if (!handles) return TS_ENOMEM;
-  size_t n = 0;
-  ts_cursor *c;
-  int rc = ts_cursor_open(t, TS_T_BY_SUB, &c);
-  if (rc) goto out;
-  const void *v;
-  size_t vl;
-  for (rc = ts_cursor_dup_first(c, sub, sub_len, &v, &vl); rc == 0 && n < MAX_AT_ONCE;
-       rc = ts_cursor_dup_next(c, &v, &vl)) {
-    if (vl != TS_HANDLE_BYTES) continue;
-    if (except && memcmp(v, except, TS_HANDLE_BYTES) == 0) continue;
-    memcpy(handles[n++], v, TS_HANDLE_BYTES);
-  }
-  ts_cursor_close(c);
-  if (rc != TS_ENOTFOUND && rc != 0) goto out;
-  int alive = 0;
-  rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    uint8_t hash[TS_HASH_BYTES];
-    ts_session_rec rec;
-    rc = ts_session_by_handle(t, handles[i], hash);
-    if (rc == 0) rc = ts_session_get(t, hash, &rec);
-    if (rc == TS_ENOTFOUND) {
-      rc = 0;
-      continue;
+  int alive = 0, rc;
+  size_t n;
+  do {
+    n = 0;
+    ts_cursor *c;
+    rc = ts_cursor_open(t, TS_T_BY_SUB, &c);
+    if (rc) goto out;
+    const void *v;
+    size_t vl;
+    for (rc = ts_cursor_dup_first(c, sub, sub_len, &v, &vl); rc == 0 && n < MAX_AT_ONCE;
+         rc = ts_cursor_dup_next(c, &v, &vl)) {
+      if (vl != TS_HANDLE_BYTES) continue;
+      if (except && memcmp(v, except, TS_HANDLE_BYTES) == 0) continue;
+      memcpy(handles[n++], v, TS_HANDLE_BYTES);
     }
-    if (rc) break;
-    if (ts_session_alive(&rec, now)) {
-      alive++;
-      if (on_revoked) on_revoked(ctx, handles[i], rec.expires_at);
+    ts_cursor_close(c);
+    if (rc != TS_ENOTFOUND && rc != 0) goto out;
+    rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      uint8_t hash[TS_HASH_BYTES];
+      ts_session_rec rec;
+      rc = ts_session_by_handle(t, handles[i], hash);
+      if (rc == 0) rc = ts_session_get(t, hash, &rec);
+      if (rc == 0) {
+        if (ts_session_alive(&rec, now)) {
+          alive++;
+          if (on_revoked) on_revoked(ctx, handles[i], rec.expires_at);
+        }
+        rc = ts_session_delete(t, hash, &rec);
+      }
+      /* Gone either way, also when the entry had outlived its session. */
+      if (rc == 0 || rc == TS_ENOTFOUND)
+        rc = del_quiet(t, TS_T_BY_SUB, sub, sub_len, handles[i], TS_HANDLE_BYTES);
     }
-    rc = ts_session_delete(t, hash, &rec);
-  }
+  } while (rc == 0 && n == MAX_AT_ONCE);
   if (rc == 0) rc = alive;
 out:
   free(handles);

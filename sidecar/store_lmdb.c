@@ -4,6 +4,12 @@
  * grows page by page as data is written, so "growing the map" is LMDB's own file growth, and
  * MDB_MAP_FULL means the cap is reached: the transaction is aborted (nothing half-written)
  * and callers answer `unavailable`.
+ * The delete reserve: LMDB copies every page it changes, so a delete needs free pages too; a
+ * store filled to the very end could not even revoke a session or sweep an expired one, and
+ * would stay full for good. So puts stop short of the cap: a put that would find the pages in
+ * use at or above the cap minus a reserve (1/8 of it, 256 KiB .. 64 MiB) answers TS_EMAPFULL
+ * before touching anything, and only deletes (revoke, revoke_all, the sweeper) reach into the
+ * reserve. The file itself never grows past the cap.
  * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
  * ts_store_sync being called periodically by the writer.
  * MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so a reader
@@ -25,6 +31,7 @@ struct ts_store {
   MDB_env *env;
   MDB_dbi dbi[TS_T_COUNT_];
   size_t max_bytes;
+  size_t put_limit_pages; /* puts refused when the pages in use reach this (the reserve) */
   int cleared_at_open; /* stale reader slots cleared by ts_store_open, not yet reported */
 };
 
@@ -108,6 +115,13 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
     free(s);
     return TS_ECONFIG;
   }
+  MDB_stat est;
+  mdb_env_stat(s->env, &est);
+  size_t reserve = opt->max_bytes / 8;
+  if (reserve < 256 * 1024) reserve = 256 * 1024;
+  if (reserve > 64u * 1024 * 1024) reserve = 64u * 1024 * 1024;
+  if (reserve > opt->max_bytes / 2) reserve = opt->max_bytes / 2;
+  s->put_limit_pages = (opt->max_bytes - reserve) / est.ms_psize;
   int dead = 0;
   if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) s->cleared_at_open = dead;
   if ((rc = open_tables(s, why, why_cap)) != 0) {
@@ -222,8 +236,21 @@ int ts_store_get(ts_txn *t, enum ts_table tb, const void *key, size_t klen, cons
   return 0;
 }
 
+/* Pages the transaction's trees use, its own changes included: every table, the main table
+ * naming them, the free list's own pages, and the two meta pages. (Duplicate sub-trees of
+ * by_sub are not in their table's counts: a small underestimate, bounded by the map size.) */
+static size_t pages_in_use(ts_txn *t) {
+  size_t n = 2;
+  MDB_stat st;
+  for (int i = -2; i < TS_T_COUNT_; i++) /* -2, -1: LMDB's free list (0) and main table (1) */
+    if (mdb_stat(t->txn, i < 0 ? (MDB_dbi)(i + 2) : t->store->dbi[i], &st) == 0)
+      n += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+  return n;
+}
+
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen) {
+  if (pages_in_use(t) >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
   MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
   int rc = mdb_put(t->txn, t->store->dbi[tb], &k, &v, 0);
   return rc == MDB_KEYEXIST ? 0 : map_err(rc);

@@ -6,8 +6,10 @@
  *
  * Waiting: replies are the signal. The only waits on the clock are where the wall clock is the
  * thing under test (expiry): they poll the wall clock until it passes the instant the daemon
- * named (expires_at / idle_expires_at), never longer. The sweeper case polls sys.stats in a
- * bounded loop because the sweeper signals nothing to clients. */
+ * named (expires_at / idle_expires_at), never longer. The two sweeper cases poll sys.stats in
+ * a bounded loop because the sweeper signals nothing to clients. A touch (the write a validate
+ * queues to slide the idle timeout) is not waited for by the daemon either; a later write's
+ * reply on the same connection proves it committed (the writer applies in submission order). */
 #include "daemon.h"
 #include "tt.h"
 #include "wire.h"
@@ -126,8 +128,10 @@ static const char *validate(tessera_client *c, const char *sid, json_t *client, 
   json_decref(p);
   TT_ASSERT_MSG(rc == 0 || rc == TESSERA_EREMOTE, "validate: %s", tessera_strerror(rc));
   snprintf(code, sizeof(code), "%s", rc == 0 ? "" : err.code);
-  if (out) *out = result;
-  else json_decref(result);
+  if (out)
+    *out = result;
+  else
+    json_decref(result);
   return code;
 }
 
@@ -159,7 +163,8 @@ static int64_t wall_ns(void) {
 static void wait_wall_until(int64_t second) {
   while ((int64_t)time(NULL) < second) {
     int64_t left = second * 1000000000 - wall_ns();
-    TT_ASSERT_MSG(left < 30 * 1000000000LL, "refusing to wait %lld s", (long long)(left / 1000000000));
+    TT_ASSERT_MSG(left < 30 * 1000000000LL, "refusing to wait %lld s",
+                  (long long)(left / 1000000000));
     if (left < 1000000) left = 1000000; /* past it on the fine clock: the coarse one follows */
     struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
     nanosleep(&ts, NULL);
@@ -176,8 +181,7 @@ static int64_t start_of_next_second(void) {
 
 /* A 43-char sid whose last char is not canonical: same 32 bytes, different text. */
 static void non_canonical(const char *sid, char out[SID_CHARS + 1]) {
-  static const char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   memcpy(out, sid, SID_CHARS + 1);
   const char *p = strchr(alphabet, sid[SID_CHARS - 1]);
   TT_ASSERT(p != NULL && ((p - alphabet) & 3) == 0); /* canonical: the unused 2 bits are zero */
@@ -232,6 +236,12 @@ static void idset_free(idset *s) {
   free(s->handle);
 }
 
+/* Whether needle occurs in hay (not inlined: gcc's -Wnonnull misfires on memmem under UBSan). */
+__attribute__((noinline)) static bool holds(const void *hay, size_t n, const void *needle,
+                                            size_t nl) {
+  return memmem(hay, n, needle, nl) != NULL;
+}
+
 static char *read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   TT_ASSERT_MSG(f != NULL, "open %s: %s", path, strerror(errno));
@@ -250,6 +260,13 @@ static void stop_clean(td_daemon *d) {
   int st = td_stop(d);
   TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad exit status %d", st);
   td_cleanup(d);
+}
+
+/* Bulk sizes shrink where every write costs many times more: under the sanitizers (tests/run
+ * sets TT_SANITIZED; a create costs ~5 ms under ASan) and under valgrind (TT_VALGRIND). */
+static int scaled(int n) {
+  int div = getenv("TT_VALGRIND") ? 200 : getenv("TT_SANITIZED") ? 25 : 1;
+  return n / div > 0 ? n / div : 1;
 }
 
 /* ---- create ----------------------------------------------------------------------------- */
@@ -275,8 +292,8 @@ static void create_reply_shape(void) {
   TT_ASSERT_MSG(idle >= before + 1800 && idle <= after + 1800, "idle_expires_at %lld", idle);
   TT_ASSERT(idle <= exp);
   char want[256];
-  snprintf(want, sizeof(want), "__Host-sid=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=Lax",
-           sid, in);
+  snprintf(want, sizeof(want),
+           "__Host-sid=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=Lax", sid, in);
   TT_EQ_STR(str_of(r, "cookie"), want);
   json_decref(r);
   tessera_close(c);
@@ -284,8 +301,9 @@ static void create_reply_shape(void) {
 }
 
 static void create_follows_configuration(void) {
-  static const char *const args[] = {"--cookie-name", "app_session", "--cookie-samesite", "Strict",
-                                     "--session-ttl", "10m", "--session-idle-ttl", "90", NULL};
+  static const char *const args[] = {
+      "--cookie-name", "app_session", "--cookie-samesite", "Strict", "--session-ttl", "10m",
+      "--session-idle-ttl", "90", NULL};
   td_daemon d;
   td_start(&d, args);
   tessera_client *c = client_of(&d);
@@ -298,7 +316,8 @@ static void create_follows_configuration(void) {
   TT_ASSERT_MSG(in >= 599 && in <= 600, "expires_in %lld", in);
   TT_ASSERT_MSG(idle >= before + 90 && idle <= after + 90, "idle_expires_at %lld", idle);
   char want[256];
-  snprintf(want, sizeof(want), "app_session=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=Strict",
+  snprintf(want, sizeof(want),
+           "app_session=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=Strict",
            str_of(r, "sid"), in);
   TT_EQ_STR(str_of(r, "cookie"), want);
   TT_ASSERT(strstr(str_of(r, "cookie"), "Domain") == NULL);
@@ -362,8 +381,8 @@ static void raw_create_code(const td_daemon *d, const char *key, const char *inn
 }
 
 static void create_rejects_bad_params(void) {
-  static const char *const args[] = {"--session-ttl", "30m", "--session-idle-ttl", "10m",
-                                     "--max-session-ttl", "1h", NULL};
+  static const char *const args[] = {
+      "--session-ttl", "30m", "--session-idle-ttl", "10m", "--max-session-ttl", "1h", NULL};
   td_daemon d;
   td_start(&d, args);
   tessera_client *c = client_of(&d);
@@ -372,12 +391,15 @@ static void create_rejects_bad_params(void) {
   json_decref(create(c, json_pack("{s:s, s:i, s:i}", "sub", "a", "ttl", 3600, "idle_ttl", 3600)));
   json_decref(create(c, json_pack("{s:s, s:i, s:i}", "sub", "a", "ttl", 1, "idle_ttl", 1)));
   expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", 3601), "bad_request", "ttl");
-  expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", 3601), "bad_request", "idle_ttl");
-  expect_error(c, m, json_pack("{s:s, s:I}", "sub", "a", "ttl", (json_int_t)INT64_MAX), "bad_request", "ttl");
+  expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", 3601), "bad_request",
+               "idle_ttl");
+  expect_error(c, m, json_pack("{s:s, s:I}", "sub", "a", "ttl", (json_int_t)INT64_MAX),
+               "bad_request", "ttl");
   expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", 0), "bad_request", "ttl");
   expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", 0), "bad_request", "idle_ttl");
   expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", -5), "bad_request", "ttl");
-  expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", -1), "bad_request", "idle_ttl");
+  expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", -1), "bad_request",
+               "idle_ttl");
   expect_error(c, m, json_pack("{s:s, s:f}", "sub", "a", "ttl", 1.5), "bad_request", "ttl");
   expect_error(c, m, json_pack("{s:s, s:f}", "sub", "a", "ttl", 60.0), "bad_request", "ttl");
   expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "ttl", "60"), "bad_request", "ttl");
@@ -397,7 +419,8 @@ static void create_rejects_bad_params(void) {
   expect_error(c, m, json_pack("{s:i}", "sub", 5), "bad_request", "sub");
   json_decref(create_sub(c, "\xc3\xa9l\xc3\xa8ve \xe2\x9c\x93")); /* valid multi-byte UTF-8 */
   char code[32];
-  static const char *const bad_utf8[] = {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"};
+  static const char *const bad_utf8[] = {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                                         "\xf4\x90\x80\x80"};
   for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
     raw_create_code(&d, "sub", NULL, bad_utf8[i], strlen(bad_utf8[i]), code, sizeof(code));
     TT_ASSERT_MSG(strcmp(code, "bad_request") == 0, "invalid UTF-8 sub #%zu: '%s'", i, code);
@@ -409,7 +432,8 @@ static void create_rejects_bad_params(void) {
   memset(big, 'd', 4999);
   big[4999] = 0;
   big[4100] = 0;
-  expect_error(c, m, json_pack("{s:s, s:{s:s}}", "sub", "a", "data", "blob", big), "bad_request", "data");
+  expect_error(c, m, json_pack("{s:s, s:{s:s}}", "sub", "a", "data", "blob", big), "bad_request",
+               "data");
   big[4000] = 0;
   json_t *r = create(c, json_pack("{s:s, s:{s:s}}", "sub", "a", "data", "blob", big));
   json_t *v = NULL;
@@ -421,14 +445,18 @@ static void create_rejects_bad_params(void) {
   expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "data", "text"), "bad_request", "data");
   memset(big, 'u', 4999);
   big[4100] = 0;
-  expect_error(c, m, json_pack("{s:s, s:{s:s}}", "sub", "a", "client", "ua", big), "bad_request", NULL);
+  expect_error(c, m, json_pack("{s:s, s:{s:s}}", "sub", "a", "client", "ua", big), "bad_request",
+               NULL);
   free(big);
   /* Unknown keys, at the top and inside client, are named. */
-  expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "bogus_key", 1), "bad_request", "bogus_key");
-  expect_error(c, m, json_pack("{s:s, s:{s:s, s:s}}", "sub", "a", "client", "ip", "10.0.0.1",
-                               "evil_key", "x"),
-               "bad_request", "evil_key");
-  expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "client", "10.0.0.1"), "bad_request", "client");
+  expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "bogus_key", 1), "bad_request",
+               "bogus_key");
+  expect_error(
+      c, m,
+      json_pack("{s:s, s:{s:s, s:s}}", "sub", "a", "client", "ip", "10.0.0.1", "evil_key", "x"),
+      "bad_request", "evil_key");
+  expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "client", "10.0.0.1"), "bad_request",
+               "client");
   /* Nothing of the refused requests was stored. */
   TT_EQ_INT(stat_of(c, "sessions"), 5);
   tessera_close(c);
@@ -494,22 +522,24 @@ static void data_file_holds_no_sid(void) {
   char *file = read_file(path, &len);
   TT_ASSERT_MSG(len > 0, "empty data file");
   /* Controls: what is stored is found, so a miss below means something. */
-  TT_ASSERT(memmem(file, len, "needle-sub-7f3a", 15) != NULL);
-  TT_ASSERT(memmem(file, len, "needle-data-91c2", 16) != NULL);
+  TT_ASSERT(holds(file, len, "needle-sub-7f3a", 15));
+  TT_ASSERT(holds(file, len, "needle-data-91c2", 16));
   size_t log_len;
   char *log = read_file(d.log, &log_len);
   int handles_found = 0;
   for (int i = 0; i < N + ROTATED; i++) {
-    TT_ASSERT_MSG(memmem(file, len, ids.sid[i], SID_CHARS) == NULL, "sid %d is in data.mdb", i);
-    TT_ASSERT_MSG(memmem(log, log_len, ids.sid[i], SID_CHARS) == NULL, "sid %d is in the log", i);
+    TT_ASSERT_MSG(!holds(file, len, ids.sid[i], SID_CHARS), "sid %d is in data.mdb", i);
+    TT_ASSERT_MSG(!holds(log, log_len, ids.sid[i], SID_CHARS), "sid %d is in the log", i);
     uint8_t raw[32], hraw[16];
     size_t n = 0;
     TT_ASSERT(sodium_base642bin(raw, sizeof(raw), ids.sid[i], SID_CHARS, NULL, &n, NULL,
-                                sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 && n == 32);
-    TT_ASSERT_MSG(memmem(file, len, raw, sizeof(raw)) == NULL, "raw sid %d is in data.mdb", i);
+                                sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+              n == 32);
+    TT_ASSERT_MSG(!holds(file, len, raw, sizeof(raw)), "raw sid %d is in data.mdb", i);
     TT_ASSERT(sodium_base642bin(hraw, sizeof(hraw), ids.handle[i], HANDLE_CHARS, NULL, &n, NULL,
-                                sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 && n == 16);
-    handles_found += memmem(file, len, hraw, sizeof(hraw)) != NULL;
+                                sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+              n == 16);
+    handles_found += holds(file, len, hraw, sizeof(hraw));
   }
   TT_ASSERT_MSG(handles_found >= N - 1, "only %d handles found in data.mdb", handles_found);
   free(log);
@@ -524,15 +554,16 @@ static void validate_returns_the_session(void) {
   td_daemon d;
   td_start(&d, NULL);
   tessera_client *c = client_of(&d);
-  json_t *data = json_pack("{s:s, s:i, s:b, s:{s:[i, i, s]}, s:n}", "role", "admin", "n", 3,
-                           "mfa", 1, "nested", "a", 1, 2, "x", "none");
+  json_t *data = json_pack("{s:s, s:i, s:b, s:{s:[i, i, s]}, s:n}", "role", "admin", "n", 3, "mfa",
+                           1, "nested", "a", 1, 2, "x", "none");
   int64_t before = (int64_t)time(NULL);
-  json_t *r = create(c, json_pack("{s:s, s:O, s:{s:s, s:s}}", "sub", "dana", "data", data,
-                                  "client", "ip", "203.0.113.9", "ua", "Firefox/128"));
+  json_t *r = create(c, json_pack("{s:s, s:O, s:{s:s, s:s}}", "sub", "dana", "data", data, "client",
+                                  "ip", "203.0.113.9", "ua", "Firefox/128"));
   int64_t after = (int64_t)time(NULL);
   const char *sid = str_of(r, "sid");
   json_t *v = NULL;
-  TT_EQ_STR(validate(c, sid, json_pack("{s:s, s:s}", "ip", "203.0.113.9", "ua", "Firefox/128"), &v), "");
+  TT_EQ_STR(validate(c, sid, json_pack("{s:s, s:s}", "ip", "203.0.113.9", "ua", "Firefox/128"), &v),
+            "");
   TT_EQ_INT(json_object_size(v), 8);
   TT_EQ_STR(str_of(v, "sub"), "dana");
   TT_EQ_STR(str_of(v, "handle"), str_of(r, "handle"));
@@ -541,7 +572,8 @@ static void validate_returns_the_session(void) {
   TT_ASSERT(created >= before && created <= after);
   TT_EQ_INT(int_of(v, "expires_at"), int_of(r, "expires_at"));
   long long in = int_of(v, "expires_in");
-  TT_ASSERT(in <= int_of(r, "expires_at") - after && in >= int_of(r, "expires_at") - (long long)time(NULL));
+  TT_ASSERT(in <= int_of(r, "expires_at") - after &&
+            in >= int_of(r, "expires_at") - (long long)time(NULL));
   TT_ASSERT(int_of(v, "idle_expires_at") >= int_of(r, "idle_expires_at"));
   TT_ASSERT(int_of(v, "idle_expires_at") <= int_of(v, "expires_at"));
   TT_ASSERT(json_is_array(json_object_get(v, "anomalies")));
@@ -567,8 +599,8 @@ static void validate_returns_the_session(void) {
     TT_EQ_STR(validate(c, sid, i == 0 ? (json_decref(cl), NULL) : cl, &v), "");
     json_t *want = json_loads(cases[i].want, 0, NULL);
     char *got = json_dumps(json_object_get(v, "anomalies"), JSON_COMPACT);
-    TT_ASSERT_MSG(json_equal(json_object_get(v, "anomalies"), want), "case %zu: anomalies %s, want %s",
-                  i, got, cases[i].want);
+    TT_ASSERT_MSG(json_equal(json_object_get(v, "anomalies"), want),
+                  "case %zu: anomalies %s, want %s", i, got, cases[i].want);
     free(got);
     json_decref(want);
     json_decref(v);
@@ -577,14 +609,17 @@ static void validate_returns_the_session(void) {
   expect_valid(c, sid);
   /* A session created without client info has nothing to compare against. */
   json_t *r2 = create_sub(c, "dana");
-  TT_EQ_STR(validate(c, str_of(r2, "sid"), json_pack("{s:s, s:s}", "ip", "1.1.1.1", "ua", "x"), &v), "");
+  TT_EQ_STR(validate(c, str_of(r2, "sid"), json_pack("{s:s, s:s}", "ip", "1.1.1.1", "ua", "x"), &v),
+            "");
   TT_EQ_INT(json_array_size(json_object_get(v, "anomalies")), 0);
-  TT_ASSERT(json_is_object(json_object_get(v, "data")) && json_object_size(json_object_get(v, "data")) == 0);
+  TT_ASSERT(json_is_object(json_object_get(v, "data")) &&
+            json_object_size(json_object_get(v, "data")) == 0);
   json_decref(v);
   /* Unknown keys in client are named here too. */
   json_t *p = json_pack("{s:s, s:{s:s}}", "sid", sid, "client", "agent", "x");
   expect_error(c, "session.validate", p, "bad_request", "agent");
-  expect_error(c, "session.validate", json_pack("{s:s, s:i}", "sid", sid, "extra", 1), "bad_request", "extra");
+  expect_error(c, "session.validate", json_pack("{s:s, s:i}", "sid", sid, "extra", 1),
+               "bad_request", "extra");
   expect_error(c, "session.validate", json_pack("{}"), "bad_request", "sid");
   json_decref(r2);
   json_decref(r);
@@ -608,9 +643,11 @@ static void bind_policy_enforce_drops_on_ua_change(void) {
   TT_EQ_STR(json_string_value(json_array_get(json_object_get(v, "anomalies"), 0)), "ip_changed");
   json_decref(v);
   /* A ua change is refused and kills the session, for everybody. */
-  TT_EQ_STR(validate(c, sid, json_pack("{s:s}", "ua", "python-requests/2.31"), NULL), "unauthenticated");
-  TT_EQ_STR(validate(other, sid, json_pack("{s:s, s:s}", "ip", "10.1.1.1", "ua", "Safari/17"), NULL),
+  TT_EQ_STR(validate(c, sid, json_pack("{s:s}", "ua", "python-requests/2.31"), NULL),
             "unauthenticated");
+  TT_EQ_STR(
+      validate(other, sid, json_pack("{s:s, s:s}", "ip", "10.1.1.1", "ua", "Safari/17"), NULL),
+      "unauthenticated");
   expect_refused(c, sid);
   json_t *l = call_ok(other, "session.list", json_pack("{s:s}", "sub", "eve"));
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
@@ -672,22 +709,40 @@ static void expiry_enforced_before_the_sweeper_runs(void) {
   tessera_client *c = client_of(&d);
   json_t *keep = create_sub(c, "gina");
   int64_t t0 = start_of_next_second();
-  json_t *a = create(c, json_pack("{s:s, s:i}", "sub", "gina", "ttl", 1));
-  json_t *b = create(c, json_pack("{s:s, s:i}", "sub", "gina", "idle_ttl", 1));
-  TT_EQ_INT(int_of(a, "expires_at"), t0 + 1);
-  TT_EQ_INT(int_of(a, "idle_expires_at"), t0 + 1);
-  TT_EQ_INT(int_of(a, "expires_in"), 1);
-  TT_ASSERT(strstr(str_of(a, "cookie"), "; Max-Age=1;") != NULL);
-  TT_EQ_INT(int_of(b, "idle_expires_at"), t0 + 1);
+  uint32_t ida, idb;
+  json_t *pa = json_pack("{s:s, s:i}", "sub", "gina", "ttl", 1);
+  json_t *pb = json_pack("{s:s, s:i}", "sub", "gina", "idle_ttl", 1);
+  TT_EQ_INT(tessera_send(c, "session.create", pa, &ida), 0);
+  TT_EQ_INT(tessera_send(c, "session.create", pb, &idb), 0);
+  json_decref(pa);
+  json_decref(pb);
+  json_t *a = NULL, *b = NULL;
+  TT_EQ_INT(tessera_wait(c, ida, 30000, &a, NULL), 0);
+  TT_EQ_INT(tessera_wait(c, idb, 30000, &b, NULL), 0);
+  int64_t after = (int64_t)time(NULL);
+  /* Created in second t0 (or a little later on a slow machine): dead one second after. */
+  long long exp_a = int_of(a, "expires_at"), idle_b = int_of(b, "idle_expires_at");
+  TT_ASSERT_MSG(exp_a >= t0 + 1 && exp_a <= after + 1, "expires_at %lld, t0 %lld", exp_a,
+                (long long)t0);
+  TT_EQ_INT(int_of(a, "idle_expires_at"), exp_a);
+  long long in_a = int_of(a, "expires_in");
+  TT_ASSERT(in_a == 1 || (in_a == 0 && after >= exp_a));
+  char want[32];
+  snprintf(want, sizeof(want), "; Max-Age=%lld;", in_a);
+  TT_ASSERT(strstr(str_of(a, "cookie"), want) != NULL);
+  TT_ASSERT_MSG(idle_b >= t0 + 1 && idle_b <= after + 1, "idle_expires_at %lld", idle_b);
   TT_ASSERT(int_of(b, "expires_at") > t0 + 1000);
-  expect_valid(c, str_of(a, "sid"));
-  expect_valid(c, str_of(b, "sid"));
+  /* Alive until then (checked when the answer provably came before that second). */
+  const char *code_a = validate(c, str_of(a, "sid"), NULL, NULL);
+  if ((int64_t)time(NULL) < exp_a) TT_EQ_STR(code_a, "");
+  const char *code_b = validate(c, str_of(b, "sid"), NULL, NULL);
+  if ((int64_t)time(NULL) < idle_b) TT_EQ_STR(code_b, "");
   json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "gina"));
-  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 3);
+  if ((int64_t)time(NULL) < (exp_a < idle_b ? exp_a : idle_b))
+    TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 3);
   json_decref(l);
-  TT_ASSERT_MSG((int64_t)time(NULL) == t0, "the setup took more than a second");
   /* The second they expire in comes; the sweeper has not run since the daemon started. */
-  wait_wall_until(t0 + 1);
+  wait_wall_until(exp_a > idle_b ? exp_a : idle_b);
   expect_refused(c, str_of(a, "sid"));
   expect_refused(c, str_of(b, "sid"));
   expect_valid(c, str_of(keep, "sid"));
@@ -696,7 +751,8 @@ static void expiry_enforced_before_the_sweeper_runs(void) {
   TT_EQ_INT(json_array_size(ss), 1);
   TT_EQ_STR(str_of(json_array_get(ss, 0), "handle"), str_of(keep, "handle"));
   json_decref(l);
-  expect_error(c, "session.rotate", json_pack("{s:s}", "sid", str_of(a, "sid")), "unauthenticated", NULL);
+  expect_error(c, "session.rotate", json_pack("{s:s}", "sid", str_of(a, "sid")), "unauthenticated",
+               NULL);
   /* Still stored (nothing swept): validate itself refused them. */
   TT_EQ_INT(stat_of(c, "swept"), 0);
   TT_EQ_INT(stat_of(c, "sessions"), 3);
@@ -715,10 +771,11 @@ static void idle_timeout_slides_with_use(void) {
   td_daemon d;
   td_start(&d, NULL);
   tessera_client *c = client_of(&d);
-  int64_t t0 = start_of_next_second();
+  int64_t start = start_of_next_second();
   json_t *r = create(c, json_pack("{s:s, s:i}", "sub", "hal", "idle_ttl", 3));
   const char *sid = str_of(r, "sid");
-  TT_EQ_INT(int_of(r, "idle_expires_at"), t0 + 3);
+  int64_t t0 = int_of(r, "idle_expires_at") - 3; /* the second the daemon created it in */
+  TT_ASSERT(t0 >= start && t0 <= (int64_t)time(NULL));
   long long last = t0;
   for (int k = 1; k <= 5; k++) { /* one validate a second: 5 s > the 3 s idle timeout */
     wait_wall_until(t0 + k);
@@ -726,8 +783,8 @@ static void idle_timeout_slides_with_use(void) {
     TT_EQ_STR(validate(c, sid, NULL, &v), "");
     long long idle = int_of(v, "idle_expires_at");
     long long now = (long long)time(NULL);
-    TT_ASSERT_MSG(idle >= t0 + k + 3 && idle <= now + 3, "validate %d: idle_expires_at %lld (t0 %lld)",
-                  k, idle, (long long)t0);
+    TT_ASSERT_MSG(idle >= t0 + k + 3 && idle <= now + 3,
+                  "validate %d: idle_expires_at %lld (t0 %lld)", k, idle, (long long)t0);
     last = idle - 3;
     json_decref(v);
   }
@@ -754,8 +811,8 @@ static void rotate_replaces_the_sid(void) {
   td_daemon d;
   td_start(&d, NULL);
   tessera_client *c = client_of(&d), *other = client_of(&d);
-  json_t *r = create(c, json_pack("{s:s, s:i, s:{s:s}, s:{s:s}}", "sub", "ivan", "ttl", 3000, "data",
-                                  "cart", "3 items", "client", "ua", "Edge"));
+  json_t *r = create(c, json_pack("{s:s, s:i, s:{s:s}, s:{s:s}}", "sub", "ivan", "ttl", 3000,
+                                  "data", "cart", "3 items", "client", "ua", "Edge"));
   const char *old = str_of(r, "sid");
   expect_valid(other, old);
   json_t *n = call_ok(c, "session.rotate", json_pack("{s:s}", "sid", old));
@@ -767,8 +824,9 @@ static void rotate_replaces_the_sid(void) {
   TT_EQ_INT(int_of(n, "expires_at"), int_of(r, "expires_at")); /* the absolute lifetime stays */
   TT_ASSERT(int_of(n, "idle_expires_at") >= int_of(r, "idle_expires_at"));
   char want[256];
-  snprintf(want, sizeof(want), "__Host-sid=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=Lax",
-           sid, int_of(n, "expires_in"));
+  snprintf(want, sizeof(want),
+           "__Host-sid=%s; Path=/; Max-Age=%lld; Secure; HttpOnly; SameSite=Lax", sid,
+           int_of(n, "expires_in"));
   TT_EQ_STR(str_of(n, "cookie"), want);
   /* The old sid is dead at once, on any connection; the new one carries the session. */
   expect_refused(other, old);
@@ -785,7 +843,8 @@ static void rotate_replaces_the_sid(void) {
   random_sid(unknown);
   expect_error(c, "session.rotate", json_pack("{s:s}", "sid", unknown), "unauthenticated", NULL);
   expect_error(c, "session.rotate", json_pack("{s:s}", "sid", "garbage"), "unauthenticated", NULL);
-  expect_error(c, "session.rotate", json_pack("{s:s, s:s}", "sid", sid, "handle", "x"), "bad_request", "handle");
+  expect_error(c, "session.rotate", json_pack("{s:s, s:s}", "sid", sid, "handle", "x"),
+               "bad_request", "handle");
   /* Two rotations of one sid in flight: exactly one wins; still one session. */
   uint32_t id1, id2;
   json_t *p = json_pack("{s:s}", "sid", sid);
@@ -836,8 +895,8 @@ static void revoke_by_sid_and_by_handle(void) {
   TT_EQ_INT(revoke_n(b, "handle", str_of(s2, "handle")), 0);
   TT_EQ_INT(revoke_n(b, "sid", str_of(s2, "sid")), 0);
   /* Exactly one of sid and handle. */
-  expect_error(a, "session.revoke", json_pack("{s:s, s:s}", "sid", str_of(s3, "sid"), "handle",
-                                              str_of(s3, "handle")),
+  expect_error(a, "session.revoke",
+               json_pack("{s:s, s:s}", "sid", str_of(s3, "sid"), "handle", str_of(s3, "handle")),
                "bad_request", NULL);
   expect_error(a, "session.revoke", json_pack("{}"), "bad_request", NULL);
   expect_error(a, "session.revoke", NULL, "bad_request", NULL);
@@ -872,9 +931,10 @@ static void list_shows_live_sessions_never_sids(void) {
   tessera_client *c = client_of(&d);
   int64_t before = (int64_t)time(NULL);
   json_t *s[4];
-  s[0] = create(c, json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "sub", "kim", "data", "device", "laptop",
-                             "client", "ip", "192.0.2.10", "ua", "Firefox"));
-  s[1] = create(c, json_pack("{s:s, s:i, s:{s:s}}", "sub", "kim", "ttl", 600, "client", "ip", "192.0.2.11"));
+  s[0] = create(c, json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "sub", "kim", "data", "device",
+                             "laptop", "client", "ip", "192.0.2.10", "ua", "Firefox"));
+  s[1] = create(
+      c, json_pack("{s:s, s:i, s:{s:s}}", "sub", "kim", "ttl", 600, "client", "ip", "192.0.2.11"));
   s[2] = create(c, json_pack("{s:s, s:i}", "sub", "kim", "idle_ttl", 10)); /* touched every 1 s */
   s[3] = create(c, json_pack("{s:s, s:{s:i}}", "sub", "kim", "data", "n", 7));
   json_t *foreign = create_sub(c, "kimberly");
@@ -885,7 +945,8 @@ static void list_shows_live_sessions_never_sids(void) {
   json_t *arr = json_object_get(l, "sessions");
   TT_EQ_INT(json_array_size(arr), 3);
   char *text = json_dumps(l, JSON_COMPACT);
-  for (int i = 0; i < 4; i++) TT_ASSERT_MSG(strstr(text, str_of(s[i], "sid")) == NULL, "a sid is listed");
+  for (int i = 0; i < 4; i++)
+    TT_ASSERT_MSG(strstr(text, str_of(s[i], "sid")) == NULL, "a sid is listed");
   TT_ASSERT(strstr(text, str_of(foreign, "handle")) == NULL);
   TT_ASSERT(strstr(text, "\"sid\"") == NULL);
   free(text);
@@ -933,7 +994,8 @@ static void list_shows_live_sessions_never_sids(void) {
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
   json_decref(l);
   expect_error(c, "session.list", json_pack("{}"), "bad_request", "sub");
-  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 5), "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 5), "bad_request",
+               "limit");
   for (int i = 0; i < 4; i++) json_decref(s[i]);
   json_decref(foreign);
   tessera_close(c);
@@ -950,8 +1012,8 @@ static void revoke_all_with_and_without_except(void) {
   for (int i = 0; i < 5; i++) s[i] = create_sub(c, "leo");
   json_t *bystander = create_sub(c, "leon");
   TT_EQ_INT(revoke_n(c, "sid", str_of(s[4], "sid")), 1); /* already dead: not counted */
-  json_t *r = call_ok(c, "session.revoke_all", json_pack("{s:s, s:s}", "sub", "leo", "except",
-                                                         str_of(s[1], "handle")));
+  json_t *r = call_ok(c, "session.revoke_all",
+                      json_pack("{s:s, s:s}", "sub", "leo", "except", str_of(s[1], "handle")));
   TT_EQ_INT(int_of(r, "revoked"), 3);
   json_decref(r);
   expect_valid(other, str_of(s[1], "sid"));
@@ -973,8 +1035,8 @@ static void revoke_all_with_and_without_except(void) {
   json_decref(r);
   /* An except that names another sub's session keeps nothing of ours. */
   json_t *t1 = create_sub(c, "leo");
-  r = call_ok(c, "session.revoke_all", json_pack("{s:s, s:s}", "sub", "leo", "except",
-                                                 str_of(bystander, "handle")));
+  r = call_ok(c, "session.revoke_all",
+              json_pack("{s:s, s:s}", "sub", "leo", "except", str_of(bystander, "handle")));
   TT_EQ_INT(int_of(r, "revoked"), 1);
   json_decref(r);
   expect_refused(c, str_of(t1, "sid"));
@@ -982,14 +1044,44 @@ static void revoke_all_with_and_without_except(void) {
   expect_error(c, "session.revoke_all", json_pack("{s:s, s:s}", "sub", "leo", "except", "nope"),
                "bad_request", "except");
   expect_error(c, "session.revoke_all", json_pack("{}"), "bad_request", "sub");
-  expect_error(c, "session.revoke_all", json_pack("{s:s, s:b}", "sub", "leo", "force", 1), "bad_request",
-               "force");
+  expect_error(c, "session.revoke_all", json_pack("{s:s, s:b}", "sub", "leo", "force", 1),
+               "bad_request", "force");
   TT_EQ_INT(stat_of(c, "sessions"), 1);
   TT_EQ_INT(stat_of(c, "expiry_index"), 1);
   for (int i = 0; i < 5; i++) json_decref(s[i]);
   json_decref(t1);
   json_decref(bystander);
   tessera_close(other);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* Logging a user out everywhere leaves none of their sessions alive, however many there are. */
+static void revoke_all_of_a_sub_with_many_sessions(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  enum { N = 5000 };
+  idset ids = idset_new(N);
+  json_t *p = json_pack("{s:s}", "sub", "quinn");
+  create_many(c, p, N, keep_ids, &ids);
+  json_decref(p);
+  json_t *keep = create_sub(c, "quinn");
+  json_t *r = call_ok(c, "session.revoke_all",
+                      json_pack("{s:s, s:s}", "sub", "quinn", "except", str_of(keep, "handle")));
+  long long revoked = int_of(r, "revoked");
+  json_decref(r);
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "quinn"));
+  size_t left = json_array_size(json_object_get(l, "sessions"));
+  json_decref(l);
+  TT_ASSERT_MSG(revoked == N && left == 1,
+                "revoke_all of %d sessions: revoked %lld, %zu still listed", N, revoked, left);
+  for (int i = 0; i < N; i += 97) expect_refused(c, ids.sid[i]);
+  expect_refused(c, ids.sid[N - 1]);
+  expect_valid(c, str_of(keep, "sid"));
+  TT_EQ_INT(stat_of(c, "sessions"), 1);
+  json_decref(keep);
+  idset_free(&ids);
   tessera_close(c);
   stop_clean(&d);
 }
@@ -1004,7 +1096,8 @@ typedef struct durable_set {
 
 static void durable_setup(tessera_client *c, durable_set *s) {
   s->ids = idset_new(DN);
-  json_t *p = json_pack("{s:s, s:{s:s}, s:{s:s}}", "sub", "mia", "data", "plan", "pro", "client", "ua", "App/1");
+  json_t *p = json_pack("{s:s, s:{s:s}, s:{s:s}}", "sub", "mia", "data", "plan", "pro", "client",
+                        "ua", "App/1");
   create_many(c, p, DN - 1, keep_ids, &s->ids);
   json_decref(p);
   json_t *x = create_sub(c, "mia");
@@ -1081,7 +1174,8 @@ static void sweeper_deletes_100k_expired(void) {
   static const char *const args[] = {"--sweep-interval", "200ms", "--log-level", "info", NULL};
   td_daemon d;
   td_start(&d, args);
-  enum { CONNS = 4, PER = 25000, BATCH = 1000, LIVE = 10 };
+  enum { CONNS = 4, LIVE = 10 };
+  const uint32_t PER = (uint32_t)scaled(25000), BATCH = PER < 1000 ? PER : 1000;
   tessera_client *cs[CONNS];
   for (int i = 0; i < CONNS; i++) cs[i] = client_of(&d);
   json_t *live[LIVE];
@@ -1101,10 +1195,12 @@ static void sweeper_deletes_100k_expired(void) {
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
+  long long peak = 0;
   for (uint32_t base = 0; base < PER; base += BATCH) {
+    uint32_t batch = PER - base < BATCH ? PER - base : BATCH;
     for (int i = 0; i < CONNS; i++) {
       msgpack_sbuffer_clear(&sb);
-      for (uint32_t k = 0; k < BATCH; k++) {
+      for (uint32_t k = 0; k < batch; k++) {
         msgpack_pack_array(&pk, 4);
         msgpack_pack_uint8(&pk, 0);
         msgpack_pack_uint32(&pk, base + k);
@@ -1125,7 +1221,7 @@ static void sweeper_deletes_100k_expired(void) {
       TT_ASSERT(tw_send(fds[i], sb.data, sb.size));
     }
     for (int i = 0; i < CONNS; i++)
-      for (uint32_t k = 0; k < BATCH; k++) {
+      for (uint32_t k = 0; k < batch; k++) {
         uint32_t id;
         char code[32];
         TT_ASSERT_MSG(tw_read_response(&rds[i], 60000, &id, code, sizeof(code)), "no reply");
@@ -1138,8 +1234,9 @@ static void sweeper_deletes_100k_expired(void) {
     tw_reader_destroy(&rds[i]);
     close(fds[i]);
   }
-  long long peak = stat_of(cs[0], "store_bytes");
-  fprintf(stderr, "100000 creates in %.2f s; store_bytes %lld, swept so far %lld\n",
+  peak = stat_of(cs[0], "store_bytes");
+  fprintf(stderr, "%u creates in %.2f s; store_bytes %lld, swept so far %lld\n",
+          (unsigned)(CONNS * PER),
           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, peak,
           stat_of(cs[0], "swept"));
   long long swept = 0;
@@ -1154,13 +1251,16 @@ static void sweeper_deletes_100k_expired(void) {
   TT_EQ_INT(stat_of(cs[0], "sessions"), LIVE);
   TT_EQ_INT(stat_of(cs[0], "expiry_index"), LIVE);
   for (int i = 0; i < LIVE; i++) expect_valid(cs[i % CONNS], str_of(live[i], "sid"));
-  json_t *l = call_ok(cs[1], "session.list", json_pack("{s:s}", "sub", "bulk"));
+  json_t *l = call_ok(cs[1], "session.list", json_pack("{s:s}", "sub", "bulk0"));
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
   json_decref(l);
   long long now_bytes = stat_of(cs[0], "store_bytes");
   fprintf(stderr, "store_bytes at the peak %lld, after the sweep %lld\n", peak, now_bytes);
-  TT_ASSERT_MSG(now_bytes * 4 < peak, "store_bytes %lld after the sweep, %lld at the peak", now_bytes,
-                peak);
+  /* Scaled down (slow builds), the sweeper keeps pace with the creates and there is no peak
+   * to speak of; the full size shows the room coming back. */
+  if (PER == 25000)
+    TT_ASSERT_MSG(now_bytes * 4 < peak, "store_bytes %lld after the sweep, %lld at the peak",
+                  now_bytes, peak);
   for (int i = 0; i < LIVE; i++) json_decref(live[i]);
   for (int i = 0; i < CONNS; i++) tessera_close(cs[i]);
   stop_clean(&d);
@@ -1173,14 +1273,15 @@ static atomic_uint completion_seq;
 typedef struct bulk_arg {
   const td_daemon *d;
   sem_t *started;
-  unsigned last_create_seq;
+  int n;                    /* creates to pipeline */
+  unsigned last_create_seq; /* the completion number of the last create's reply */
   atomic_bool done;
   int failures;
 } bulk_arg;
 
 static void *bulk_creator(void *p) {
   bulk_arg *a = p;
-  enum { N = 10000, SIGNAL_AFTER = 200 };
+  const int n = a->n, signal_after = n / 50;
   tessera_client *c = NULL;
   if (tessera_connect(a->d->socket, &c) != 0) {
     a->failures++;
@@ -1188,17 +1289,18 @@ static void *bulk_creator(void *p) {
     sem_post(a->started);
     return NULL;
   }
-  static uint32_t ids[N];
+  uint32_t *ids = calloc((size_t)n, sizeof(uint32_t));
   json_t *params = json_pack("{s:s}", "sub", "bulk");
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < n; i++) {
     if (tessera_send(c, "session.create", params, &ids[i]) != 0) a->failures++;
-    if (i == SIGNAL_AFTER) sem_post(a->started);
+    if (i == signal_after) sem_post(a->started); /* the rest are sent while validates run */
   }
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < n; i++) {
     if (tessera_wait(c, ids[i], 60000, NULL, NULL) != 0) a->failures++;
     unsigned seq = atomic_fetch_add(&completion_seq, 1);
-    if (i == N - 1) a->last_create_seq = seq;
+    if (i == n - 1) a->last_create_seq = seq;
   }
+  free(ids);
   json_decref(params);
   tessera_close(c);
   atomic_store(&a->done, true);
@@ -1213,12 +1315,14 @@ static void validate_answers_during_bulk_creates(void) {
   const char *sid = str_of(s, "sid");
   sem_t started;
   sem_init(&started, 0, 0);
-  bulk_arg a = {.d = &d, .started = &started};
+  bulk_arg a = {.d = &d, .started = &started, .n = scaled(10000)};
   atomic_init(&a.done, false);
   pthread_t th;
   TT_ASSERT(pthread_create(&th, NULL, bulk_creator, &a) == 0);
   while (sem_wait(&started) != 0) {}
-  enum { MAXV = 1000000 };
+  /* Validates until the creates are done (at most MAXV: enough to overlap them, without
+   * starving a slow build's writer of CPU). */
+  enum { MAXV = 2000 };
   unsigned *seqs = malloc(MAXV * sizeof(unsigned));
   size_t nv = 0;
   while (!atomic_load(&a.done) && nv < MAXV) {
@@ -1229,9 +1333,10 @@ static void validate_answers_during_bulk_creates(void) {
   TT_EQ_INT(a.failures, 0);
   size_t before_last = 0;
   for (size_t i = 0; i < nv; i++) before_last += seqs[i] < a.last_create_seq;
-  fprintf(stderr, "%zu validates answered before the last of 10000 creates (of %zu)\n", before_last, nv);
+  fprintf(stderr, "%zu validates answered before the last of %d creates (of %zu)\n", before_last,
+          a.n, nv);
   TT_ASSERT_MSG(before_last > 0, "no validate was answered while the creates were being committed");
-  TT_EQ_INT(stat_of(c, "sessions"), 10001);
+  TT_EQ_INT(stat_of(c, "sessions"), a.n + 1);
   free(seqs);
   sem_destroy(&started);
   json_decref(s);
@@ -1241,18 +1346,19 @@ static void validate_answers_during_bulk_creates(void) {
 
 /* ---- the store cap ---------------------------------------------------------------------- */
 
-/* Pipelined creates of params (borrowed) in small batches until one fails; every failure must
+/* Pipelined creates of params (borrowed) in batches (1 .. 16) until one fails; every failure must
  * be `unavailable`. The sids of the sessions created go to ids from index at. Returns how many
  * were created. */
-static int create_until_full(tessera_client *c, const json_t *params, idset *ids, int at, int max,
-                             char *msg, size_t cap) {
+static int create_until_full(tessera_client *c, const json_t *params, int batch, idset *ids, int at,
+                             int max, char *msg, size_t cap) {
   enum { B = 16 };
+  TT_ASSERT(batch >= 1 && batch <= B);
   int made = 0;
   bool full = false;
   while (!full) {
     uint32_t id[B];
-    for (int k = 0; k < B; k++) TT_EQ_INT(tessera_send(c, "session.create", params, &id[k]), 0);
-    for (int k = 0; k < B; k++) {
+    for (int k = 0; k < batch; k++) TT_EQ_INT(tessera_send(c, "session.create", params, &id[k]), 0);
+    for (int k = 0; k < batch; k++) {
       json_t *r = NULL;
       tessera_error err = {{0}, {0}};
       int rc = tessera_wait(c, id[k], 30000, &r, &err);
@@ -1284,7 +1390,7 @@ static void store_cap_answers_unavailable(void) {
   enum { MAX = 10000 };
   idset ids = idset_new(MAX);
   char msg[256] = "";
-  int n = create_until_full(c, p, &ids, 0, MAX, msg, sizeof(msg));
+  int n = create_until_full(c, p, 16, &ids, 0, MAX, msg, sizeof(msg));
   fprintf(stderr, "%d sessions of 4 KiB fit in 1M; then unavailable (%s)\n", n, msg);
   TT_ASSERT_MSG(n > 10, "only %d creates before the cap", n);
   /* Near the cap a page freed by an earlier commit may still become reusable (LMDB recycles
@@ -1331,17 +1437,64 @@ static void store_cap_answers_unavailable(void) {
     TT_EQ_INT(int_of(r, "revoked"), 1);
     json_decref(r);
   }
-  int again = create_until_full(c, p, &ids, n, MAX, msg, sizeof(msg));
+  int again = create_until_full(c, p, 16, &ids, n, MAX, msg, sizeof(msg));
   fprintf(stderr, "after revoking %d, %d creates fit again\n", freed, again);
   TT_ASSERT_MSG(again >= freed / 2, "only %d creates after freeing %d sessions", again, freed);
   for (int i = freed; i < n + again; i++) expect_valid(c2, ids.sid[i]);
   for (int i = 0; i < freed; i++) expect_refused(c2, ids.sid[i]);
   TT_EQ_INT(stat_of(c2, "sessions"), n - freed + again);
+  /* Full again: logging the user out everywhere still works (one transaction of deletes). */
+  json_t *r = call_ok(c2, "session.revoke_all", json_pack("{s:s}", "sub", "olga"));
+  TT_EQ_INT(int_of(r, "revoked"), n - freed + again);
+  json_decref(r);
+  TT_EQ_INT(stat_of(c2, "sessions"), 0);
+  for (int i = freed; i < n + again; i += 17) expect_refused(c, ids.sid[i]);
+  TT_ASSERT(create_until_full(c, p, 16, &ids, 0, MAX, msg, sizeof(msg)) >= n / 2);
   json_decref(call_ok(c2, "sys.ping", NULL));
   json_decref(p);
   free(blob);
   idset_free(&ids);
   tessera_close(c2);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* A store filled with sessions that then expire empties itself: the sweeper's deletes work at
+ * the cap, and creates are accepted again without anybody revoking anything. */
+static void store_cap_heals_by_sweeping(void) {
+  /* Relaxed durability only to fill fast: what is under test is the sweeper in a full store. */
+  static const char *const args[] = {
+      "--max-store-bytes", "1M", "--sweep-interval", "100ms", "--durability", "relaxed", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = client_of(&d);
+  char *blob = malloc(3585);
+  memset(blob, 'y', 3584);
+  blob[3584] = 0;
+  json_t *p = json_pack("{s:s, s:i, s:{s:s}}", "sub", "pia", "ttl", 3, "data", "blob", blob);
+  enum { MAX = 10000 };
+  idset ids = idset_new(MAX);
+  char msg[256] = "";
+  int64_t t0 = start_of_next_second();
+  int n = create_until_full(c, p, 1, &ids, 0, MAX, msg, sizeof(msg)); /* filled to the last page */
+  TT_ASSERT_MSG(n > 10, "only %d creates before the cap", n);
+  /* Full of live sessions: nothing expired (or was swept) while filling. */
+  TT_ASSERT_MSG((int64_t)time(NULL) < t0 + 3, "the fill outlasted the sessions' ttl");
+  TT_EQ_INT(stat_of(c, "swept"), 0);
+  long long swept = 0, sessions = -1;
+  for (int i = 0; i < 300 && sessions != 0; i++) { /* up to 30 s; needs about ttl + 0.1 s */
+    sessions = stat_of(c, "sessions");
+    if (sessions != 0) nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
+  swept = stat_of(c, "swept");
+  TT_ASSERT_MSG(sessions == 0, "%lld sessions left unswept at the cap (%lld swept)", sessions,
+                swept);
+  TT_ASSERT(swept >= n);
+  TT_EQ_INT(stat_of(c, "expiry_index"), 0);
+  json_decref(create(c, json_pack("{s:s, s:{s:s}}", "sub", "pia", "data", "blob", blob)));
+  json_decref(p);
+  free(blob);
+  idset_free(&ids);
   tessera_close(c);
   stop_clean(&d);
 }
@@ -1379,20 +1532,23 @@ static json_t *cli_json(const td_daemon *d, const char *const *args) {
   return j;
 }
 
+/* Sids and handles are base64url: one in 64 starts with '-', so they follow "--" here (the CLI
+ * would take such a word for an option). */
 static void cli_session_commands(void) {
   td_daemon d;
   td_start(&d, NULL);
   char out[8192], err[4096];
-  json_t *c1 = cli_json(&d, (const char *const[]){"session", "create", "pat", "--ttl", "600",
-                                                  "--idle-ttl", "300", "--data", "{\"tier\":\"gold\"}",
-                                                  "--ip", "192.0.2.5", "--ua", "cli-test", NULL});
+  json_t *c1 =
+      cli_json(&d, (const char *const[]){"session", "create", "pat", "--ttl", "600", "--idle-ttl",
+                                         "300", "--data", "{\"tier\":\"gold\"}", "--ip",
+                                         "192.0.2.5", "--ua", "cli-test", NULL});
   const char *sid = str_of(c1, "sid"), *handle = str_of(c1, "handle");
   TT_ASSERT(is_b64url(sid, SID_CHARS) && is_b64url(handle, HANDLE_CHARS));
   long long in = int_of(c1, "expires_in");
   TT_ASSERT(in >= 599 && in <= 600);
   TT_ASSERT(int_of(c1, "idle_expires_at") <= int_of(c1, "expires_at"));
   TT_ASSERT(strncmp(str_of(c1, "cookie"), "__Host-sid=", 11) == 0);
-  json_t *v = cli_json(&d, (const char *const[]){"session", "validate", sid, NULL});
+  json_t *v = cli_json(&d, (const char *const[]){"session", "validate", "--", sid, NULL});
   TT_EQ_STR(str_of(v, "sub"), "pat");
   TT_EQ_STR(str_of(v, "handle"), handle);
   TT_EQ_STR(str_of(json_object_get(v, "data"), "tier"), "gold");
@@ -1400,7 +1556,8 @@ static void cli_session_commands(void) {
   TT_ASSERT(json_is_integer(json_object_get(v, "created_at")));
   TT_ASSERT(json_is_integer(json_object_get(v, "expires_in")));
   json_decref(v);
-  v = cli_json(&d, (const char *const[]){"session", "validate", sid, "--ua", "other-agent", NULL});
+  v = cli_json(
+      &d, (const char *const[]){"session", "validate", "--ua", "other-agent", "--", sid, NULL});
   TT_EQ_STR(json_string_value(json_array_get(json_object_get(v, "anomalies"), 0)), "ua_changed");
   json_decref(v);
   v = cli_json(&d, (const char *const[]){"session", "list", "pat", NULL});
@@ -1412,43 +1569,50 @@ static void cli_session_commands(void) {
   TT_ASSERT(strstr(text, sid) == NULL && strstr(text, "\"sid\"") == NULL);
   free(text);
   json_decref(v);
-  json_t *rot = cli_json(&d, (const char *const[]){"session", "rotate", sid, NULL});
+  json_t *rot = cli_json(&d, (const char *const[]){"session", "rotate", "--", sid, NULL});
   const char *sid2 = str_of(rot, "sid");
   TT_ASSERT(strcmp(sid2, sid) != 0);
   TT_EQ_STR(str_of(rot, "handle"), handle);
   /* The old sid: exit 1 and the error code on stderr. */
-  int st = cli(&d, out, sizeof(out), err, sizeof(err), (const char *const[]){"session", "validate", sid, NULL});
+  int st = cli(&d, out, sizeof(out), err, sizeof(err),
+               (const char *const[]){"session", "validate", "--", sid, NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "unauthenticated") != NULL, "stderr: %s", err);
   TT_EQ_STR(out, "");
-  st = cli(&d, out, sizeof(out), err, sizeof(err), (const char *const[]){"session", "validate", "bogus", NULL});
+  st = cli(&d, out, sizeof(out), err, sizeof(err),
+           (const char *const[]){"session", "validate", "bogus", NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "unauthenticated") != NULL, "stderr: %s", err);
-  st = cli(&d, out, sizeof(out), err, sizeof(err), (const char *const[]){"session", "rotate", sid, NULL});
+  st = cli(&d, out, sizeof(out), err, sizeof(err),
+           (const char *const[]){"session", "rotate", "--", sid, NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "unauthenticated") != NULL, "stderr: %s", err);
   /* The daemon's bad_request reaches the user. */
   st = cli(&d, out, sizeof(out), err, sizeof(err),
            (const char *const[]){"session", "create", "pat", "--ttl", "0", NULL});
   TT_EQ_INT(st, 1);
-  TT_ASSERT_MSG(strstr(err, "bad_request") != NULL && strstr(err, "ttl") != NULL, "stderr: %s", err);
+  TT_ASSERT_MSG(strstr(err, "bad_request") != NULL && strstr(err, "ttl") != NULL, "stderr: %s",
+                err);
   /* revoke by sid, revoke-all with --except, revoke by handle. */
   json_t *c2 = cli_json(&d, (const char *const[]){"session", "create", "pat", NULL});
   json_t *c3 = cli_json(&d, (const char *const[]){"session", "create", "pat", NULL});
-  json_t *r = cli_json(&d, (const char *const[]){"session", "revoke", sid2, NULL});
+  json_t *r = cli_json(&d, (const char *const[]){"session", "revoke", "--", sid2, NULL});
   TT_EQ_INT(int_of(r, "revoked"), 1);
   json_decref(r);
-  r = cli_json(&d, (const char *const[]){"session", "revoke", sid2, NULL});
+  r = cli_json(&d, (const char *const[]){"session", "revoke", "--", sid2, NULL});
   TT_EQ_INT(int_of(r, "revoked"), 0);
   json_decref(r);
-  r = cli_json(&d, (const char *const[]){"session", "revoke-all", "pat", "--except", str_of(c3, "handle"), NULL});
+  r = cli_json(&d, (const char *const[]){"session", "revoke-all", "pat", "--except",
+                                         str_of(c3, "handle"), NULL});
   TT_EQ_INT(int_of(r, "revoked"), 1);
   json_decref(r);
-  st = cli(&d, out, sizeof(out), err, sizeof(err), (const char *const[]){"session", "validate", str_of(c2, "sid"), NULL});
+  st = cli(&d, out, sizeof(out), err, sizeof(err),
+           (const char *const[]){"session", "validate", "--", str_of(c2, "sid"), NULL});
   TT_EQ_INT(st, 1);
-  v = cli_json(&d, (const char *const[]){"session", "validate", str_of(c3, "sid"), NULL});
+  v = cli_json(&d, (const char *const[]){"session", "validate", "--", str_of(c3, "sid"), NULL});
   json_decref(v);
-  r = cli_json(&d, (const char *const[]){"session", "revoke", "--handle", str_of(c3, "handle"), NULL});
+  r = cli_json(&d,
+               (const char *const[]){"session", "revoke", "--handle", str_of(c3, "handle"), NULL});
   TT_EQ_INT(int_of(r, "revoked"), 1);
   json_decref(r);
   r = cli_json(&d, (const char *const[]){"session", "revoke-all", "pat", NULL});
@@ -1459,7 +1623,7 @@ static void cli_session_commands(void) {
   json_decref(v);
   /* Usage errors are the CLI's own (exit 2), never sent. */
   st = cli(&d, out, sizeof(out), err, sizeof(err),
-           (const char *const[]){"session", "revoke", sid2, "--handle", "x", NULL});
+           (const char *const[]){"session", "revoke", "--handle", "x", "--", sid2, NULL});
   TT_EQ_INT(st, 2);
   json_decref(c1);
   json_decref(rot);
@@ -1483,11 +1647,13 @@ static const tt_case cases[] = {
     TT_CASE(revoke_by_sid_and_by_handle),
     TT_CASE(list_shows_live_sessions_never_sids),
     TT_CASE(revoke_all_with_and_without_except),
+    TT_CASE(revoke_all_of_a_sub_with_many_sessions),
     TT_CASE(sessions_survive_sigterm_restart),
     TT_CASE(sessions_survive_kill9_after_ack),
     TT_CASE(sweeper_deletes_100k_expired),
     TT_CASE(validate_answers_during_bulk_creates),
     TT_CASE(store_cap_answers_unavailable),
+    TT_CASE(store_cap_heals_by_sweeping),
     TT_CASE(cli_session_commands),
 };
 TT_MAIN(cases)
