@@ -51,7 +51,8 @@ static const option_row options[] = {
   {"shutdown-timeout", OPT_MILLIS, OFF(shutdown_timeout_ms), "10s",
    "on SIGTERM, how long to wait for replies to drain before closing connections"},
   {"max-store-bytes", OPT_SIZE, OFF(max_store_bytes), "1G",
-   "size cap of the LMDB store; at the cap writes answer `unavailable`"},
+   "size cap of the LMDB store; new data stops at the cap minus a reserve (1/8, 256K..64M) kept for "
+   "revocations and deletes, then answers `unavailable`"},
   {"durability", OPT_DURABILITY, OFF(durability), "full",
    "full: a write is acknowledged after fsync | relaxed: no fsync per commit, synced every second"},
   {"sweep-interval", OPT_MILLIS, OFF(sweep_interval_ms), "1s",

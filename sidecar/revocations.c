@@ -49,10 +49,10 @@ static int put_until(ts_txn *t, enum ts_table tb, char ekind, const void *key, s
   uint8_t v[16];
   be64_put(v, value);
   be64_put(v + 8, until);
-  rc = ts_store_put(t, tb, key, klen, v, sizeof(v));
+  rc = ts_store_put_urgent(t, tb, key, klen, v, sizeof(v)); /* revocations use the reserve */
   if (rc) return rc;
   size_t ekl = ts_expiry_key(ek, until + 1, ekind, key, klen);
-  return ts_store_put(t, TS_T_EXPIRY, ek, ekl, "", 0);
+  return ts_store_put_urgent(t, TS_T_EXPIRY, ek, ekl, "", 0);
 }
 
 /* Reads a [value, until] pair in force at now. */

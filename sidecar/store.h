@@ -12,8 +12,10 @@
  *     one operation of a group fail alone.
  *   - Values returned by get/cursor calls point into the store's memory: valid until the
  *     transaction ends or writes to that table. Copy what must outlive it.
- * Errors: TS_ENOTFOUND (no such key), TS_EMAPFULL (the store is at --max-store-bytes; the
- * transaction must be aborted: nothing of it is written), TS_EIO, TS_ENOMEM. */
+ * Errors: TS_ENOTFOUND (no such key), TS_EMAPFULL (the store is full: ts_store_put refuses new
+ * data once the pages in use reach --max-store-bytes minus a reserve kept for deletes and
+ * revocations; at the cap itself LMDB refuses; the transaction must then be aborted: nothing of
+ * it is written), TS_EIO, TS_ENOMEM. */
 #ifndef TS_STORE_H
 #define TS_STORE_H
 
@@ -72,6 +74,10 @@ int ts_store_get(ts_txn *t, enum ts_table tb, const void *key, size_t klen, cons
                  size_t *vlen);
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen);
+/* A put that may use the delete reserve: for revocations, which must land even when the
+ * store is too full for new sessions (a full store must never keep a stolen token alive). */
+int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
+                        const void *val, size_t vlen);
 /* Deletes key; for TS_T_BY_SUB, val names which duplicate (NULL: all of them). */
 int ts_store_del(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen);

@@ -251,6 +251,11 @@ static size_t pages_in_use(ts_txn *t) {
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen) {
   if (pages_in_use(t) >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
+  return ts_store_put_urgent(t, tb, key, klen, val, vlen);
+}
+
+int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
+                        const void *val, size_t vlen) {
   MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
   int rc = mdb_put(t->txn, t->store->dbi[tb], &k, &v, 0);
   return rc == MDB_KEYEXIST ? 0 : map_err(rc);

@@ -343,6 +343,40 @@ static void store_at_its_cap(void) {
   td_cleanup(&d);
 }
 
+/* A store too full for new sessions still takes revocations: they use the delete reserve, so
+ * a full disk never keeps a stolen token alive. */
+static void revocations_land_in_a_full_store(void) {
+  static const char *const args[] = {"--max-store-bytes", "1M", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = client_of(&d);
+  json_t *tok = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "victim"));
+  json_t *pair = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "victim"));
+  json_t *p = fat_create("filler", 3584);
+  sidset acked = {0};
+  TT_EQ_STR(fill(c, p, 5000, &acked), "unavailable");
+  expect_code(c, "session.create", json_deep_copy(p), "unavailable"); /* full for new data */
+  json_t *r = call_ok(c, "token.revoke", json_pack("{s:O}", "token", json_object_get(tok, "token")));
+  TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 1);
+  json_decref(r);
+  r = call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "victim"));
+  TT_EQ_INT(json_integer_value(json_object_get(r, "families")), 1);
+  json_decref(r);
+  expect_code(c, "token.verify",
+              json_pack("{s:O, s:b}", "token", json_object_get(tok, "token"), "check_revoked", 1),
+              "revoked");
+  expect_code(c, "token.refresh",
+              json_pack("{s:O}", "refresh_token", json_object_get(pair, "refresh_token")),
+              "revoked");
+  json_decref(tok);
+  json_decref(pair);
+  json_decref(p);
+  free(acked.sid);
+  tessera_close(c);
+  stop_ok(&d);
+  td_cleanup(&d);
+}
+
 /* Sessions that expire in a full store are swept, and their room is usable again. */
 static void expired_sessions_drain_a_full_store(void) {
   /* Relaxed durability only to fill fast: what is under test is the sweeper in a full store. */
@@ -1063,6 +1097,7 @@ static void no_secret_in_any_log_line(void) {
 
 static const tt_case cases[] = {
     TT_CASE(store_at_its_cap),
+    TT_CASE(revocations_land_in_a_full_store),
     TT_CASE(expired_sessions_drain_a_full_store),
     TT_CASE(disk_full),
     TT_CASE(fd_limit_sheds_and_recovers),
