@@ -437,10 +437,16 @@ static int apply_user(ts_txn *t, ts_write *w) {
   op->sessions = (unsigned)n;
   char(*ids)[TS_FAMILY_ID_CHARS + 1] = malloc(MAX_FAMILIES_AT_ONCE * sizeof(*ids));
   if (!ids) return TS_ENOMEM;
-  int nf = ts_family_list_sub(t, op->sub, op->sub_len, ids, MAX_FAMILIES_AT_ONCE);
-  int rc = nf < 0 ? nf : 0;
+  /* In rounds: each revoked family leaves fam_by_sub, so the next round lists the rest. */
   unsigned before = op->revoked;
-  for (int i = 0; i < nf && rc == 0; i++) rc = revoke_family_in(t, op, ids[i], op->now);
+  int nf, rc = 0;
+  unsigned round_start;
+  do {
+    round_start = op->revoked;
+    nf = ts_family_list_sub(t, op->sub, op->sub_len, ids, MAX_FAMILIES_AT_ONCE);
+    if (nf < 0) rc = nf;
+    for (int i = 0; i < nf && rc == 0; i++) rc = revoke_family_in(t, op, ids[i], op->now);
+  } while (rc == 0 && nf == MAX_FAMILIES_AT_ONCE && op->revoked > round_start);
   free(ids);
   if (rc) return rc;
   op->families = op->revoked - before;

@@ -1440,7 +1440,40 @@ static void failed_revocation_is_not_announced(void) {
   stop_clean(&d);
 }
 
+/* user.revoke reaches every family, however many the user holds (they are revoked in rounds). */
+static void user_revoke_reaches_thousands_of_families(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  enum { N = 4500 }; /* more than one round of 4096 */
+  json_t *p = json_pack("{s:s}", "sub", "many");
+  static uint32_t ids[N];
+  for (int i = 0; i < N; i++) TT_EQ_INT(tessera_send(c, "token.pair", p, &ids[i]), 0);
+  json_t *last = NULL;
+  for (int i = 0; i < N; i++) {
+    json_t *r = NULL;
+    TT_EQ_INT(tessera_wait(c, ids[i], 60000, &r, NULL), 0);
+    if (i == N - 1) last = r;
+    else json_decref(r);
+  }
+  json_decref(p);
+  json_t *r = call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "many"));
+  TT_EQ_INT(json_integer_value(json_object_get(r, "families")), N);
+  json_decref(r);
+  json_t *q = json_pack("{s:O}", "refresh_token", json_object_get(last, "refresh_token"));
+  json_t *res = NULL;
+  tessera_error err;
+  TT_EQ_INT(tessera_call(c, "token.refresh", q, 10000, &res, &err), TESSERA_EREMOTE);
+  TT_EQ_STR(err.code, "revoked");
+  json_decref(q);
+  json_decref(last);
+  tessera_close(c);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
 static const tt_case cases[] = {
+    TT_CASE(user_revoke_reaches_thousands_of_families),
     TT_CASE(pair_reply_shape),
     TT_CASE(concurrent_refreshes_advance_the_family_once),
     TT_CASE(previous_token_within_grace_then_reused),
