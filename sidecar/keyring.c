@@ -639,7 +639,12 @@ int ts_keyring_open(ts_keyring **out, const char *dir, int writable, int64_t now
   memset(kr, 0, sizeof(*kr));
   kr->writable = writable != 0;
   int rc = TS_ENOMEM;
-  if (!(kr->dir = strdup(dir))) goto fail;
+  if (strlen(dir) >= sizeof(kr->dir)) {
+    rc = TS_ECONFIG;
+    set_err(err, errlen, "key directory path too long");
+    goto fail;
+  }
+  memcpy(kr->dir, dir, strlen(dir) + 1);
   if ((rc = load_dir(kr, err, errlen)) != 0) goto fail;
   if ((rc = settle(kr, now, err, errlen)) != 0) goto fail;
   order(kr);
@@ -652,7 +657,6 @@ fail:
 
 void ts_keyring_free(ts_keyring *kr) {
   if (!kr) return;
-  free(kr->dir);
   sodium_memzero(kr, sizeof(*kr));
   sodium_free(kr);
 }
