@@ -9,9 +9,12 @@
  *   verify    token.verify of one access token (signature check in the daemon)
  *   issue     token.issue (a signature)
  *   refresh   token.pair, then a chain of token.refresh (a write each; D is forced to 1)
+ *   local-verify          libtessera's in-process verifier on one token (a cache hit)
+ *   local-verify-nocache  the same with the verified-token cache off (a signature check each)
  * Numbers vary with the machine and its load: compare workloads measured side by side in one
  * run (tests/bench/run does that), never against a fixed threshold. */
 #include <tessera/tessera.h>
+#include <tessera/verifier.h>
 
 #include <pthread.h>
 #include <stdint.h>
@@ -27,6 +30,8 @@ typedef struct bench {
   double seconds;
   json_t *params; /* the request params for the workload */
   const char *method;
+  tessera_verifier *verifier; /* local-verify workloads */
+  char *token;                /* local-verify workloads */
 } bench;
 
 typedef struct worker {
@@ -87,9 +92,28 @@ static void run_refresh(worker *w, tessera_client *c, double end) {
   json_decref(pair);
 }
 
+/* local-verify: in-process verification, no daemon call per verify. */
+static void run_local(worker *w, double end) {
+  const bench *b = w->b;
+  size_t len = strlen(b->token);
+  while (now_s() < end) {
+    double t0 = now_s();
+    if (tessera_verifier_verify(b->verifier, b->token, len, NULL, NULL) != 0) {
+      w->errors++;
+      break;
+    }
+    record(w, (now_s() - t0) * 1e6);
+    w->done++;
+  }
+}
+
 static void *work(void *arg) {
   worker *w = arg;
   const bench *b = w->b;
+  if (b->verifier) {
+    run_local(w, now_s() + b->seconds);
+    return NULL;
+  }
   tessera_client *c;
   if (tessera_connect(b->socket, &c) != 0) {
     w->failed = 1;
@@ -165,6 +189,23 @@ static int prepare(bench *b) {
     json_decref(p);
     b->method = "session.validate";
     if (r) b->params = json_pack("{s:O}", "sid", json_object_get(r, "sid"));
+  } else if (strncmp(w, "local-verify", 12) == 0) {
+    json_t *p = json_pack("{s:s}", "sub", "bench-user");
+    r = call(c, "token.issue", p);
+    json_decref(p);
+    tessera_verifier_options o;
+    tessera_verifier_options_init(&o);
+    o.socket_path = b->socket;
+    if (strcmp(w, "local-verify-nocache") == 0) o.cache_entries = 0;
+    else if (strcmp(w, "local-verify") != 0) r = (json_decref(r), NULL);
+    if (r && tessera_verifier_new(&o, &b->verifier, NULL) == 0)
+      b->token = strdup(json_string_value(json_object_get(r, "token")));
+    if (!b->token) {
+      fprintf(stderr, "tessera-bench: cannot set up %s\n", w);
+      json_decref(r);
+      tessera_close(c);
+      return -1;
+    }
   } else if (strcmp(w, "verify") == 0) {
     json_t *p = json_pack("{s:s}", "sub", "bench-user");
     r = call(c, "token.issue", p);
@@ -184,7 +225,8 @@ static int prepare(bench *b) {
 static void usage(void) {
   fprintf(stderr,
           "usage: tessera-bench [--socket PATH] [--connections N] [--depth D] [--seconds S]\n"
-          "                     WORKLOAD   (ping | validate | create | verify | issue | refresh)\n"
+          "                     WORKLOAD   (ping | validate | create | verify | issue | refresh |\n"
+          "                                 local-verify | local-verify-nocache)\n"
           "Prints one line: workload, requests/s, p50/p90/p99 latency in microseconds.\n");
 }
 
@@ -232,12 +274,14 @@ int main(int argc, char **argv) {
   }
   qsort(all, n, sizeof(*all), cmp_double);
   double p50 = n ? all[n / 2] : 0, p90 = n ? all[n * 9 / 10] : 0, p99 = n ? all[n * 99 / 100] : 0;
-  printf("%-9s %10.0f req/s  p50 %8.1f us  p90 %8.1f us  p99 %8.1f us  (%llu requests, %llu errors, "
+  printf("%-21s %10.0f req/s  p50 %8.1f us  p90 %8.1f us  p99 %8.1f us  (%llu requests, %llu errors, "
          "%d conns x depth %d)\n",
          b.workload, (double)done / elapsed, p50, p90, p99, (unsigned long long)done,
          (unsigned long long)errors, b.connections, b.depth);
   free(all);
   free(ws);
   json_decref(b.params);
+  tessera_verifier_free(b.verifier);
+  free(b.token);
   return errors ? 1 : 0;
 }
