@@ -1472,7 +1472,57 @@ static void user_revoke_reaches_thousands_of_families(void) {
   td_cleanup(&d);
 }
 
+/* The CLI's refresh-flow commands: token pair | refresh | revoke, user revoke, and events,
+ * which prints each notification as a JSON line. */
+static json_t *cli_ok(const td_daemon *d, const char *const *args) {
+  static char out[65536];
+  TT_EQ_INT(td_cli(d, out, sizeof(out), args), 0);
+  json_t *j = json_loads(out, 0, NULL);
+  TT_ASSERT_MSG(j != NULL, "the CLI printed no JSON: %s", out);
+  return j;
+}
+
+static void cli_refresh_commands(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  char cmd[512], line[4096];
+  snprintf(cmd, sizeof(cmd), "%s --socket %s events", TESSERA_CLI_PATH, d.socket);
+  FILE *events = popen(cmd, "r");
+  TT_ASSERT(events && fgets(line, sizeof(line), events));
+  TT_ASSERT_MSG(strstr(line, "\"subscribed\":true") != NULL, "events printed: %s", line);
+  json_t *pair = cli_ok(&d, (const char *const[]){"token", "pair", "dana", "--scope", "read", NULL});
+  const char *rt = json_string_value(json_object_get(pair, "refresh_token"));
+  TT_ASSERT(rt && json_is_string(json_object_get(pair, "family")));
+  json_t *next = cli_ok(&d, (const char *const[]){"token", "refresh", rt, NULL});
+  TT_ASSERT(json_is_string(json_object_get(next, "refresh_token")));
+  json_t *r = cli_ok(&d, (const char *const[]){"token", "revoke", "garbage", NULL});
+  TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 0);
+  json_decref(r);
+  r = cli_ok(&d, (const char *const[]){"user", "revoke", "dana", NULL});
+  TT_EQ_INT(json_integer_value(json_object_get(r, "families")), 1);
+  json_decref(r);
+  /* events saw the revocation, as one JSON line */
+  TT_ASSERT(fgets(line, sizeof(line), events));
+  json_t *ev = json_loads(line, 0, NULL);
+  TT_ASSERT_MSG(ev && strcmp(json_string_value(json_object_get(ev, "method")), "revoked") == 0,
+                "events printed: %s", line);
+  TT_ASSERT(strstr(line, "\"kind\":\"sub\"") && strstr(line, "\"id\":\"dana\""));
+  json_decref(ev);
+  static char out[8192];
+  TT_EQ_INT(td_cli(&d, out, sizeof(out),
+                   (const char *const[]){"token", "refresh",
+                                         json_string_value(json_object_get(next, "refresh_token")),
+                                         NULL}),
+            1); /* revoked */
+  json_decref(pair);
+  json_decref(next);
+  td_stop(&d); /* the events command ends when the daemon goes */
+  pclose(events);
+  td_cleanup(&d);
+}
+
 static const tt_case cases[] = {
+    TT_CASE(cli_refresh_commands),
     TT_CASE(user_revoke_reaches_thousands_of_families),
     TT_CASE(pair_reply_shape),
     TT_CASE(concurrent_refreshes_advance_the_family_once),
