@@ -112,6 +112,18 @@ void ts_req_failf(ts_req *r, int err, const char *fmt, ...) {
   ts_req_fail(r, err, msg);
 }
 
+void ts_req_reply_count(ts_req *r, int err, const char *key, uint64_t n) {
+  if (err) {
+    ts_req_fail(r, err, NULL);
+    return;
+  }
+  msgpack_packer *pk = ts_req_result(r);
+  msgpack_pack_map(pk, 1);
+  ts_pack_cstr(pk, key);
+  msgpack_pack_uint64(pk, n);
+  ts_req_send(r);
+}
+
 static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
   ts_req *r = req_new(c, m->msgid);
   if (!r) return TS_ENOMEM;

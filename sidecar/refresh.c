@@ -333,24 +333,8 @@ static int apply_revoke(ts_txn *t, ts_write *w) {
 static void done_revoke(ts_write *w, int status) {
   refresh_op *op = (refresh_op *)w;
   publish(op, status);
-  if (status) {
-    ts_req_fail(op->req, status, NULL);
-  } else {
-    msgpack_packer *pk = ts_req_result(op->req);
-    msgpack_pack_map(pk, 1);
-    ts_pack_cstr(pk, "revoked");
-    msgpack_pack_uint32(pk, op->revoked);
-    ts_req_send(op->req);
-  }
+  ts_req_reply_count(op->req, status, "revoked", op->revoked);
   op_free(op);
-}
-
-static void reply_revoked_zero(ts_req *r) {
-  msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 1);
-  ts_pack_cstr(pk, "revoked");
-  msgpack_pack_uint32(pk, 0);
-  ts_req_send(r);
 }
 
 /* {token}: a refresh token revokes its family, an access token its jti; anything that does
@@ -414,7 +398,7 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
   }
   if (!ok) {
     op_free(op);
-    reply_revoked_zero(r);
+    ts_req_reply_count(r, 0, "revoked", 0);
     return;
   }
   ts_writer_submit(d->writer, &op->w);

@@ -101,6 +101,8 @@ void ts_req_send(ts_req *r);
  * human message (NULL: the code's default); it must never hold a secret. */
 void ts_req_fail(ts_req *r, int err, const char *detail);
 void ts_req_failf(ts_req *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Replies {key: n}, or the error when err is not 0 (the shape of every revoke method). */
+void ts_req_reply_count(ts_req *r, int err, const char *key, uint64_t n);
 
 /* Decodes and dispatches one complete message (dispatch.c). Returns 0, or TS_E* when the
  * connection must be closed. */

@@ -184,14 +184,7 @@ static void publish(session_op *op, int status) {
 static void done_revoked_count(ts_write *w, int status) {
   session_op *op = (session_op *)w;
   publish(op, status);
-  if (status) {
-    ts_req_fail(op->req, status, NULL);
-  } else {
-    msgpack_packer *pk = ts_req_result(op->req);
-    msgpack_pack_map(pk, 1);
-    pack_kv_int(pk, "revoked", op->revoked);
-    ts_req_send(op->req);
-  }
+  ts_req_reply_count(op->req, status, "revoked", op->revoked);
   op_free(op);
 }
 
@@ -484,13 +477,6 @@ static bool handle_decode(const ts_param_value *v, uint8_t out[TS_HANDLE_BYTES])
   return memcmp(again, v->str, TS_HANDLE_CHARS) == 0;
 }
 
-static void reply_revoked(ts_req *r, unsigned n) {
-  msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 1);
-  pack_kv_int(pk, "revoked", n);
-  ts_req_send(r);
-}
-
 void ts_session_revoke(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
       {"sid", TS_P_STR, false, 1, 8192},
@@ -520,7 +506,7 @@ void ts_session_revoke(ts_req *r, const msgpack_object *params) {
   }
   if (!ok) { /* an id that cannot exist revokes nothing */
     op_free(op);
-    reply_revoked(r, 0);
+    ts_req_reply_count(r, 0, "revoked", 0);
     return;
   }
   submit(domain_of(r), op);
