@@ -75,8 +75,10 @@ static void req_free(ts_req *r) {
 }
 
 static void on_written(uv_write_t *w, int status) {
-  (void)status; /* a failed write means the peer went away; its read side will notice */
-  req_free(w->data);
+  /* a failed write means the peer went away; its read side will notice */
+  ts_req *r = w->data;
+  if (status == 0 && r->conn->feed_held && !r->conn->closing) ts_events_writable(r->conn);
+  req_free(r);
 }
 
 msgpack_packer *ts_req_result(ts_req *r) {

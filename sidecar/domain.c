@@ -1,6 +1,7 @@
 #include "domain.h"
 
 #include "error.h"
+#include "feed.h"
 #include "log.h"
 #include "store.h"
 #include "sweeper.h"
@@ -14,6 +15,10 @@ int ts_domain_open(ts_domain *d, const ts_config *cfg, void *uv_loop) {
   int rc = ts_store_open(&d->store, &so, why, sizeof(why));
   if (rc) {
     ts_log(TS_LOG_ERROR, "cannot open the store", "{s:s}", "error", why);
+    return rc;
+  }
+  if ((rc = ts_feed_open(d->store, &d->store_id)) != 0) {
+    ts_log(TS_LOG_ERROR, "cannot open the revocation feed", "{s:s}", "error", ts_strerror(rc));
     return rc;
   }
   if ((rc = ts_keys_open(&d->keys, cfg)) != 0) return rc;
@@ -47,6 +52,7 @@ void ts_domain_stats(ts_domain *d, ts_stat_list *l) {
     ts_stat_add(l, "families", info.entries[TS_T_FAMILIES]);
     ts_stat_add(l, "revocations", info.entries[TS_T_REVOKED] + info.entries[TS_T_CUTOFFS]);
     ts_stat_add(l, "expiry_index", info.entries[TS_T_EXPIRY]);
+    ts_stat_add(l, "feed_entries", info.entries[TS_T_FEED]);
     ts_stat_add(l, "store_bytes", info.used_bytes);
     ts_stat_add(l, "store_file_bytes", info.file_bytes);
     ts_stat_add(l, "store_max_bytes", info.max_bytes);

@@ -33,6 +33,7 @@ struct ts_domain {
   struct ts_writer *writer;
   struct ts_sweeper *sweeper;
   ts_keys keys;
+  uint64_t store_id; /* names this store in feed cursors (feed.h) */
 };
 typedef struct ts_domain ts_domain;
 

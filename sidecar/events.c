@@ -1,83 +1,57 @@
+/* sidecar/events.c: events.subscribe and the pump that feeds subscribers (see events.h). */
 #include "events.h"
 
 #include "domain.h"
 #include "error.h"
+#include "feed.h"
 #include "log.h"
 #include "params.h"
 #include "rpc.h"
+#include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-void ts_event_list_add(ts_event_list *l, const char *kind, const char *id, size_t idlen,
-                       int64_t until, int64_t before) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 4;
-    ts_event *e = realloc(l->items, cap * sizeof(*e));
-    if (!e) return;
-    l->items = e;
-    l->cap = cap;
-  }
-  ts_event *e = &l->items[l->n++];
-  e->kind = kind;
-  if (idlen >= sizeof(e->id)) idlen = sizeof(e->id) - 1;
-  memcpy(e->id, id, idlen);
-  e->id[idlen] = 0;
-  e->until = until;
-  e->before = before;
-}
-
-void ts_event_list_free(ts_event_list *l) {
-  free(l->items);
-  l->items = NULL;
-  l->n = l->cap = 0;
-}
+#define FEED_CHUNK 256 /* entries per "revoked" notification */
 
 typedef struct note_write {
   uv_write_t req;
   uv_buf_t buf;
+  ts_conn *conn;
 } note_write;
 
 static void on_note_written(uv_write_t *w, int status) {
-  (void)status;
   note_write *n = (note_write *)w;
+  if (status == 0 && !n->conn->closing) ts_events_writable(n->conn);
   free(n->buf.base);
   free(n);
 }
 
-static void send_to_subscribers(ts_server *s, const msgpack_sbuffer *msg) {
-  for (ts_conn *c = s->conns, *next; c; c = next) {
-    next = c->next;
-    if (!c->subscribed || c->closing) continue;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > s->cfg->max_write_queue) {
-      ts_log(TS_LOG_WARN, "subscriber does not read; disconnected", "{s:I}", "conn",
-             (json_int_t)c->id);
-      ts_conn_close(c, "subscriber too slow");
-      continue;
-    }
-    note_write *n = malloc(sizeof(*n));
-    char *copy = n ? malloc(msg->size) : NULL;
-    if (!copy) {
-      free(n);
-      continue;
-    }
-    memcpy(copy, msg->data, msg->size);
-    n->buf = uv_buf_init(copy, (unsigned)msg->size);
-    if (uv_write(&n->req, (uv_stream_t *)&c->pipe, &n->buf, 1, on_note_written) != 0) {
-      free(copy);
-      free(n);
-    }
+/* Queues one notification on c; takes sb's bytes. False when it could not be queued. */
+static bool send_note(ts_conn *c, msgpack_sbuffer *sb) {
+  note_write *n = malloc(sizeof(*n));
+  if (!n) return false;
+  n->conn = c;
+  n->buf = uv_buf_init(sb->data, (unsigned)sb->size);
+  sb->data = NULL;
+  sb->size = sb->alloc = 0;
+  if (uv_write(&n->req, (uv_stream_t *)&c->pipe, &n->buf, 1, on_note_written) != 0) {
+    free(n->buf.base);
+    free(n);
+    return false;
   }
+  return true;
 }
 
-static bool any_subscriber(const ts_server *s) {
-  for (const ts_conn *c = s->conns; c; c = c->next)
-    if (c->subscribed && !c->closing) return true;
-  return false;
+static void pack_cursor(msgpack_packer *pk, uint64_t store_id, uint64_t seq) {
+  char cur[TS_CURSOR_CHARS + 1];
+  ts_cursor_format(cur, store_id, seq);
+  ts_pack_cstr(pk, "cursor");
+  ts_pack_cstr(pk, cur);
 }
 
-void ts_events_revoked(ts_server *s, const ts_event *ev, size_t n) {
-  if (n == 0 || !any_subscriber(s)) return;
+static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, uint64_t store_id) {
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
@@ -85,51 +59,144 @@ void ts_events_revoked(ts_server *s, const ts_event *ev, size_t n) {
   ts_rpc_pack_notification_head(&pk, "revoked");
   msgpack_pack_array(&pk, n);
   for (size_t i = 0; i < n; i++) {
-    bool sub = strcmp(ev[i].kind, "sub") == 0;
-    msgpack_pack_map(&pk, sub ? 4 : 3);
+    bool sub = e[i].kind == 's';
+    msgpack_pack_map(&pk, sub ? 5 : 4);
     ts_pack_cstr(&pk, "kind");
-    ts_pack_cstr(&pk, ev[i].kind);
+    ts_pack_cstr(&pk, ts_feed_kind_name(e[i].kind));
     ts_pack_cstr(&pk, "id");
-    ts_pack_cstr(&pk, ev[i].id);
+    msgpack_pack_str(&pk, e[i].id_len);
+    msgpack_pack_str_body(&pk, e[i].id, e[i].id_len);
     ts_pack_cstr(&pk, "until");
-    msgpack_pack_int64(&pk, ev[i].until);
+    msgpack_pack_int64(&pk, e[i].until);
     if (sub) {
       ts_pack_cstr(&pk, "before");
-      msgpack_pack_int64(&pk, ev[i].before);
+      msgpack_pack_int64(&pk, e[i].before);
     }
+    pack_cursor(&pk, store_id, e[i].seq);
   }
-  send_to_subscribers(s, &sb);
+  bool ok = sb.data && send_note(c, &sb);
   msgpack_sbuffer_destroy(&sb);
+  return ok;
+}
+
+/* Sends c what follows its position, while its write queue has room. */
+static void pump(ts_conn *c) {
+  static ts_feed_entry chunk[FEED_CHUNK]; /* loop thread only */
+  ts_server *s = c->server;
+  ts_domain *d = s->domain;
+  c->feed_held = false;
+  while (c->subscribed && !c->closing) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >= s->cfg->max_write_queue) {
+      c->feed_held = true; /* resumed by ts_events_writable */
+      s->stats.feed_holds++;
+      return;
+    }
+    ts_txn *t;
+    size_t n = 0;
+    uint64_t last = c->feed_sent;
+    bool more = false;
+    int rc = ts_store_read(d->store, &t);
+    if (rc == 0) {
+      rc = ts_feed_read(t, c->feed_sent, (int64_t)time(NULL), chunk, FEED_CHUNK, &n, &last, &more);
+      ts_store_abort(t);
+    }
+    if (rc == 0 && n > 0 && !send_revoked(c, chunk, n, d->store_id)) rc = TS_ENOMEM;
+    if (rc) { /* never skip silently: the subscriber resumes from its cursor */
+      ts_log(TS_LOG_WARN, "cannot feed a subscriber; disconnected", "{s:I, s:s}", "conn",
+             (json_int_t)c->id, "error", ts_strerror(rc));
+      ts_conn_close(c, "feed failed");
+      return;
+    }
+    s->stats.feed_entries_sent += n;
+    c->feed_sent = last;
+    if (!more) return;
+  }
+}
+
+void ts_events_published(ts_server *s, uint64_t last) {
+  if (last == 0) return;
+  for (ts_conn *c = s->conns, *next; c; c = next) {
+    next = c->next; /* pump may close c */
+    if (c->subscribed && !c->closing && !c->feed_held && c->feed_sent < last) pump(c);
+  }
+}
+
+void ts_events_writable(ts_conn *c) {
+  if (c->feed_held && c->subscribed && !c->closing) pump(c);
 }
 
 void ts_events_keys(ts_server *s, int64_t keys_version) {
-  if (!any_subscriber(s)) return;
+  for (ts_conn *c = s->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->subscribed || c->closing) continue;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    ts_rpc_pack_notification_head(&pk, "keys");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    ts_pack_cstr(&pk, "keys_version");
+    msgpack_pack_int64(&pk, keys_version);
+    bool ok = sb.data && send_note(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!ok) ts_conn_close(c, "cannot queue a keys notification");
+  }
+}
+
+static bool send_reset(ts_conn *c, uint64_t store_id) {
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  ts_rpc_pack_notification_head(&pk, "keys");
+  ts_rpc_pack_notification_head(&pk, "reset");
   msgpack_pack_array(&pk, 1);
   msgpack_pack_map(&pk, 1);
-  ts_pack_cstr(&pk, "keys_version");
-  msgpack_pack_int64(&pk, keys_version);
-  send_to_subscribers(s, &sb);
+  pack_cursor(&pk, store_id, 0);
+  bool ok = sb.data && send_note(c, &sb);
   msgpack_sbuffer_destroy(&sb);
+  return ok;
 }
 
 void ts_events_subscribe(ts_req *r, const msgpack_object *params) {
+  static const ts_param spec[] = {{"since", TS_P_STR, false, 1, 64}};
+  ts_param_value v[1];
   char why[160];
-  if (ts_params_parse(params, NULL, 0, NULL, why, sizeof(why)) != 0) {
+  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
     ts_req_fail(r, TS_EBAD_REQUEST, why);
     return;
   }
-  r->conn->subscribed = true;
-  ts_domain *d = r->conn->server->domain;
+  ts_conn *c = r->conn;
+  ts_domain *d = c->server->domain;
+  uint64_t latest = 0, after;
+  ts_txn *t;
+  int rc = ts_store_read(d->store, &t);
+  if (rc == 0) {
+    rc = ts_feed_latest(t, &latest);
+    ts_store_abort(t);
+  }
+  if (rc) {
+    ts_req_fail(r, TS_EUNAVAILABLE, NULL);
+    return;
+  }
+  after = latest; /* without since: what follows now */
+  if (v[0].present && !ts_cursor_resume(v[0].str, v[0].len, d->store_id, latest, &after)) {
+    c->server->stats.feed_resets++;
+    if (!send_reset(c, d->store_id)) {
+      ts_req_fail(r, TS_ENOMEM, NULL);
+      return;
+    }
+  }
+  c->subscribed = true;
+  c->feed_sent = after;
+  c->feed_held = false;
   msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 2);
+  msgpack_pack_map(pk, 3);
   ts_pack_cstr(pk, "subscribed");
   msgpack_pack_true(pk);
   ts_pack_cstr(pk, "keys_version");
   msgpack_pack_int64(pk, d->keys.version);
+  pack_cursor(pk, d->store_id, latest);
   ts_req_send(r);
+  pump(c); /* what followed since, in chunks as the write queue allows */
 }

@@ -1,12 +1,22 @@
 /* sidecar/events.h: the revocation push (PROTOCOL.md "events").
  *
  * A connection that called events.subscribe receives notifications:
- *   [2, "revoked", [{kind, id, until, before?}, ...]]   kind: jti | family | sub | session
+ *   [2, "reset", [{cursor}]]                                 when `since` cannot be resumed
+ *   [2, "revoked", [{kind, id, until, before?, cursor}, ...]] kind: jti | family | sub
  *   [2, "keys", [{keys_version}]]
- * Revocations are published only after their write is durable. A subscriber that does not
- * read (more than --max-write-queue bytes pending) is disconnected: it reconnects and
- * resubscribes (libtessera does), and learns what it missed through its feed-down policy.
- * Loop thread only. */
+ *
+ * One path sends revocations, live or replayed: the feed table in the store (feed.h). Each
+ * subscriber has a position, feed_sent, the last seq it was sent. Pumping a subscriber reads
+ * the entries after its position from a read transaction and sends them, in chunks, while its
+ * write queue holds less than --max-write-queue bytes; when the queue is full it is held, and
+ * pumped again once a write to it completes. So a slow subscriber costs at most
+ * --max-write-queue bytes of memory, is never disconnected for being slow, and loses nothing.
+ *
+ * The seam: an operation's entries are committed before its done callback calls
+ * ts_events_published (on the loop thread, in commit order). A subscriber's position only
+ * moves forward over entries read from a snapshot, and every entry committed after that
+ * snapshot gets a publish call later: so there is no gap, and reading strictly after the
+ * position sends nothing twice. Loop thread only. */
 #ifndef TS_EVENTS_H
 #define TS_EVENTS_H
 
@@ -14,25 +24,10 @@
 
 #include <stdint.h>
 
-typedef struct ts_event {
-  const char *kind; /* "jti" | "family" | "sub" | "session" (static strings) */
-  char id[272];
-  int64_t until;
-  int64_t before;   /* kind "sub": the cut-off; else ignored */
-} ts_event;
-
-/* A growing list of events, filled by a write operation (any thread) and published by its
- * done callback once durable. An allocation failure drops the event, never the revocation. */
-typedef struct ts_event_list {
-  ts_event *items;
-  size_t n, cap;
-} ts_event_list;
-
-void ts_event_list_add(ts_event_list *l, const char *kind, const char *id, size_t idlen,
-                       int64_t until, int64_t before);
-void ts_event_list_free(ts_event_list *l);
-
-void ts_events_revoked(ts_server *s, const ts_event *ev, size_t n);
+/* Entries up to seq last were committed: pump every subscriber that has not been sent them. */
+void ts_events_published(ts_server *s, uint64_t last);
+/* A write to c completed: pump it again if it was held on a full write queue. */
+void ts_events_writable(ts_conn *c);
 void ts_events_keys(ts_server *s, int64_t keys_version);
 
 void ts_events_subscribe(ts_req *r, const msgpack_object *params);

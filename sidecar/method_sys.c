@@ -49,6 +49,9 @@ void ts_sys_stats(ts_req *r, const msgpack_object *params) {
   ts_stat_add(&l, "connections_closed_timeout", s->stats.closed_timeout);
   ts_stat_add(&l, "read_pauses", s->stats.read_pauses);
   ts_stat_add(&l, "requests", s->stats.requests);
+  ts_stat_add(&l, "feed_entries_sent", s->stats.feed_entries_sent);
+  ts_stat_add(&l, "feed_resets", s->stats.feed_resets);
+  ts_stat_add(&l, "feed_holds", s->stats.feed_holds);
   ts_domain_stats(s->domain, &l);
   size_t n;
   ts_method *m = ts_methods(&n);

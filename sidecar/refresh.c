@@ -18,6 +18,7 @@
 #include "error.h"
 #include "events.h"
 #include "families.h"
+#include "feed.h"
 #include "json.h"
 #include "keyring.h"
 #include "log.h"
@@ -54,7 +55,7 @@ typedef struct refresh_op {
   size_t sub_len;
   /* results */
   unsigned revoked, sessions, families;
-  ts_event_list events;         /* revocations to publish once durable */
+  uint64_t feed_last;           /* the last feed seq it wrote: published once durable */
 } refresh_op;
 
 static void random_id(char out[TS_JTI_CHARS + 1]) {
@@ -81,7 +82,6 @@ static refresh_op *op_new(ts_req *r, enum op_kind kind, int (*apply)(ts_txn *, t
 
 static void op_free(refresh_op *op) {
   json_decref(op->rec);
-  ts_event_list_free(&op->events);
   free(op);
 }
 
@@ -210,7 +210,7 @@ static int revoke_family_in(ts_txn *t, refresh_op *op, const char *fam, int64_t 
   int rc = ts_family_revoke(t, fam, until, op->d->cfg->leeway, &live, &listed_until);
   if (rc == 0 && live) {
     op->revoked++;
-    ts_event_list_add(&op->events, "family", fam, strlen(fam), listed_until, 0);
+    rc = ts_feed_append(t, &op->feed_last, 'f', fam, strlen(fam), listed_until, 0);
   }
   return rc;
 }
@@ -270,7 +270,7 @@ static int apply_refresh(ts_txn *t, ts_write *w) {
  * rolled back, so the events its apply collected before failing never happened. */
 static void publish(refresh_op *op, int status) {
   if (status == 0 || status == TS_EREUSED)
-    ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
+    ts_events_published(op->req->conn->server, op->feed_last);
 }
 
 static void done_refresh(ts_write *w, int status) {
@@ -325,7 +325,7 @@ static int apply_revoke(ts_txn *t, ts_write *w) {
   rc = ts_revoked_put(t, 'j', op->jti, strlen(op->jti), until);
   if (rc == 0) {
     op->revoked = 1;
-    ts_event_list_add(&op->events, "jti", op->jti, strlen(op->jti), until, 0);
+    rc = ts_feed_append(t, &op->feed_last, 'j', op->jti, strlen(op->jti), until, 0);
   }
   return rc;
 }
@@ -406,17 +406,10 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
 
 /* ---- user.revoke ----------------------------------------------------------------------- */
 
-static void on_session_revoked(void *ctx, const uint8_t handle[TS_HANDLE_BYTES], int64_t expires_at) {
-  refresh_op *op = ctx;
-  char h[TS_HANDLE_CHARS + 1];
-  sodium_bin2base64(h, sizeof(h), handle, TS_HANDLE_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  ts_event_list_add(&op->events, "session", h, TS_HANDLE_CHARS, expires_at, 0);
-}
-
 static int apply_user(ts_txn *t, ts_write *w) {
   refresh_op *op = (refresh_op *)w;
   const ts_config *cfg = op->d->cfg;
-  int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, on_session_revoked, op);
+  int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, NULL, NULL);
   if (n < 0) return n;
   op->sessions = (unsigned)n;
   char(*ids)[TS_FAMILY_ID_CHARS + 1] = malloc(MAX_FAMILIES_AT_ONCE * sizeof(*ids));
@@ -440,7 +433,7 @@ static int apply_user(ts_txn *t, ts_write *w) {
   if (cfg->max_purpose_ttl > longest) longest = cfg->max_purpose_ttl;
   int64_t until = op->now + longest + cfg->leeway;
   rc = ts_cutoff_put(t, op->sub, op->sub_len, op->now, until);
-  if (rc == 0) ts_event_list_add(&op->events, "sub", op->sub, op->sub_len, until, op->now);
+  if (rc == 0) rc = ts_feed_append(t, &op->feed_last, 's', op->sub, op->sub_len, until, op->now);
   return rc;
 }
 

@@ -64,6 +64,8 @@ struct ts_conn {
   uint64_t id;   /* for logs */
   bool admin;    /* peer uid is an admin uid */
   bool subscribed; /* events.subscribe */
+  bool feed_held;  /* events.c: its feed waits for the write queue to drain */
+  uint64_t feed_sent; /* events.c: the last feed seq sent (or skipped) */
 };
 
 struct ts_req {

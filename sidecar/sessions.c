@@ -12,7 +12,6 @@
 #include "dispatch.h"
 #include "domain.h"
 #include "error.h"
-#include "events.h"
 #include "log.h"
 #include "params.h"
 #include "rpc.h"
@@ -46,13 +45,11 @@ typedef struct session_op {
   /* results, written by the writer thread, read after the hand-back */
   int64_t expires_at, idle_expires_at;
   unsigned revoked;
-  ts_event_list events; /* sessions revoked, published once durable */
 } session_op;
 
 static ts_domain *domain_of(ts_req *r) { return r->conn->server->domain; }
 
 static void op_free(session_op *op) {
-  ts_event_list_free(&op->events);
   sodium_memzero(op->sid, sizeof(op->sid));
   free(op->rec);
   free(op);
@@ -100,14 +97,6 @@ void ts_session_pack_issued(ts_req *r, const uint8_t sid[TS_SID_BYTES],
 
 /* ---- writer-thread halves ------------------------------------------------------------- */
 
-static void on_session_revoked(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
-                               int64_t expires_at) {
-  session_op *op = ctx;
-  char h[TS_HANDLE_CHARS + 1];
-  b64(h, sizeof(h), handle, TS_HANDLE_BYTES);
-  ts_event_list_add(&op->events, "session", h, TS_HANDLE_CHARS, expires_at, 0);
-}
-
 static int apply_create(ts_txn *t, ts_write *w) {
   session_op *op = (session_op *)w;
   ts_session_rec rec;
@@ -148,14 +137,13 @@ static int apply_revoke(ts_txn *t, ts_write *w) {
   if (rc) return rc == TS_ENOTFOUND ? 0 : rc;
   op->revoked = ts_session_alive(&rec, op->now) ? 1 : 0;
   memcpy(op->handle, rec.handle, TS_HANDLE_BYTES);
-  if (op->revoked) on_session_revoked(op, rec.handle, rec.expires_at);
   return ts_session_delete(t, op->hash, &rec);
 }
 
 static int apply_revoke_all(ts_txn *t, ts_write *w) {
   session_op *op = (session_op *)w;
   int n = ts_session_revoke_sub(t, op->sub, op->sub_len, op->has_except ? op->except : NULL,
-                                op->now, on_session_revoked, op);
+                                op->now, NULL, NULL);
   if (n < 0) return n;
   op->revoked = (unsigned)n;
   return 0;
@@ -176,14 +164,8 @@ static void done_create(ts_write *w, int status) {
   op_free(op);
 }
 
-/* Announces revoked sessions once durable: only when the write committed. */
-static void publish(session_op *op, int status) {
-  if (status == 0) ts_events_revoked(op->req->conn->server, op->events.items, op->events.n);
-}
-
 static void done_revoked_count(ts_write *w, int status) {
   session_op *op = (session_op *)w;
-  publish(op, status);
   ts_req_reply_count(op->req, status, "revoked", op->revoked);
   op_free(op);
 }
@@ -201,7 +183,7 @@ static void done_rotate(ts_write *w, int status) {
 /* Enforced binding: the session was revoked; the answer is unauthenticated either way. */
 static void done_drop(ts_write *w, int status) {
   session_op *op = (session_op *)w;
-  publish(op, status);
+  (void)status; /* revoked or not, the session is not accepted */
   ts_req_fail(op->req, TS_EUNAUTHENTICATED, NULL);
   op_free(op);
 }

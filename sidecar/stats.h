@@ -18,6 +18,9 @@ typedef struct ts_stats {
   uint64_t closed_protocol;  /* connections closed for a protocol violation */
   uint64_t closed_timeout;   /* connections closed: message not complete in time */
   uint64_t read_pauses;      /* times reading paused for backpressure */
+  uint64_t feed_entries_sent; /* revocation entries sent to subscribers, live or replayed */
+  uint64_t feed_resets;      /* subscribes whose `since` could not be resumed */
+  uint64_t feed_holds;       /* times a subscriber's feed waited for its write queue */
   uint64_t errors[TS_STATS_N_ERRORS]; /* replies per error code (index: err - FIRST - 1) */
 } ts_stats;
 

@@ -37,6 +37,7 @@ enum ts_table {
   TS_T_REVOKED,  /* kind[1] | id -> be64 until */
   TS_T_CUTOFFS,  /* sub -> be64 before */
   TS_T_FAM_BY_SUB, /* sub -> family id, many per key (sorted duplicates) */
+  TS_T_FEED,     /* be64 seq -> a revocation feed entry (feed.h) */
   TS_T_COUNT_
 };
 
@@ -61,6 +62,8 @@ int ts_store_sync(ts_store *s);
 /* Clears reader slots left by dead processes; returns how many (>= 0) or TS_E*. */
 int ts_store_reader_check(ts_store *s);
 int ts_store_info_get(ts_store *s, ts_store_info *info);
+/* An identity of the data file (its inode): a copy or a restored backup has another. */
+int ts_store_file_id(ts_store *s, uint64_t *id);
 
 int ts_store_read(ts_store *s, ts_txn **out);
 int ts_store_write(ts_store *s, ts_txn **out);

@@ -47,7 +47,7 @@ struct ts_cursor {
 
 static const char *const table_names[TS_T_COUNT_] = {
     "meta", "sessions", "handles", "by_sub", "expiry", "families", "revoked", "cutoffs",
-    "fam_by_sub"};
+    "fam_by_sub", "feed"};
 
 static int map_err(int rc) {
   switch (rc) {
@@ -191,6 +191,17 @@ int ts_store_info_get(ts_store *s, ts_store_info *info) {
     snprintf(file, sizeof(file), "%s/data.mdb", path);
     if (stat(file, &fst) == 0) info->file_bytes = (uint64_t)fst.st_size;
   }
+  return 0;
+}
+
+int ts_store_file_id(ts_store *s, uint64_t *id) {
+  const char *path;
+  char file[4096];
+  struct stat st;
+  if (mdb_env_get_path(s->env, &path) != 0) return TS_EIO;
+  snprintf(file, sizeof(file), "%s/data.mdb", path);
+  if (stat(file, &st) != 0) return TS_EIO;
+  *id = (uint64_t)st.st_ino;
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include "error.h"
 #include "log.h"
 #include "families.h"
+#include "feed.h"
 #include "revocations.h"
 #include "session_store.h"
 
@@ -52,6 +53,9 @@ static int sweep_entry(ts_txn *t, const uint8_t *k, size_t kl, int64_t now) {
     if (rc && rc != TS_ENOTFOUND) return rc;
   } else if (kind == 'F') {
     deleted = ts_family_sweep(t, key, klen, now);
+    if (deleted < 0) return deleted;
+  } else if (kind == 'q') {
+    deleted = ts_feed_sweep(t, key, klen, now);
     if (deleted < 0) return deleted;
   } else if (kind == 'r' || kind == 'c') {
     deleted = ts_revoked_sweep(t, kind, key, klen, now);

@@ -434,9 +434,10 @@ const cli_command cli_commands[] = {
     GROUP_CMD("token", "JWTs: access and single-use purpose tokens", token_commands),
     GROUP_CMD("keys", "the daemon's signing keys", keys_commands),
     GROUP_CMD("user", "everything a user holds", user_commands),
-    RUNNER_CMD("events", "",
+    RUNNER_CMD("events", "[--since CURSOR]",
                "subscribe to revocations and key changes; print each notification as a JSON line "
-               "until interrupted",
+               "until interrupted (--since: first replay what followed CURSOR; 0: everything "
+               "still in force)",
                cli_run_events),
     METHOD_CMD("jwks", "", "print the public keys tokens verify with (a JWK Set)", "keys.jwks",
                NULL, NULL, NULL),

@@ -135,10 +135,18 @@ int cli_run_events(cli *ctx, const cli_command *self, int argc, char **argv) {
     cli_print_usage(ctx, self);
     return CLI_OK;
   }
-  if (argc > 1) return cli_usage_error(ctx, "unexpected argument '%s'", argv[1]);
+  const char *since = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) since = argv[++i];
+    else if (strncmp(argv[i], "--since=", 8) == 0) since = argv[i] + 8;
+    else return cli_usage_error(ctx, "unexpected argument '%s'", argv[i]);
+  }
   fflush(stdout);
   setvbuf(stdout, NULL, _IOLBF, 0); /* one line per notification, as it arrives */
-  int status = cli_call_print(ctx, "events.subscribe", NULL);
+  json_t *params = since ? json_pack("{s:s}", "since", since) : NULL;
+  if (since && !params) return cli_usage_error(ctx, "--since: not a valid string");
+  int status = cli_call_print(ctx, "events.subscribe", params);
+  json_decref(params);
   if (status != CLI_OK) return status;
   for (;;) {
     char method[TESSERA_NOTIFY_METHOD_MAX];

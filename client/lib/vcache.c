@@ -231,7 +231,10 @@ int ts_vrevoked_add(ts_vrevoked *r, char kind, const char *id, size_t len, int64
   if (until < now) return 0;
   ts_vrev *n = rev_find(r, kind, id, len);
   if (n) {
-    if (until > n->until) n->until = until;
+    if (until > n->until) { /* a lapsed entry back in force refuses tokens again */
+      n->until = until;
+      r->gen++;
+    }
     if (kind == 's' && before > n->before) {
       n->before = before;
       r->gen++;

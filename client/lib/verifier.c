@@ -12,7 +12,9 @@
  *      second try; then ts_jws_check_claims with the same rules as the daemon, sub and jti
  *      required; then, under one hold of mu, the revocation check and the cache insert (so a
  *      revocation applied in between cannot be missed by the entry);
- *   4. ASK_DAEMON while the feed is stale: token.verify with check_revoked on the daemon.
+ *   4. after a feed "reset", a token issued at or before it gets the policy too (FAIL_CLOSED
+ *      refuses it, ASK_DAEMON asks): the feed may have missed its revocation;
+ *   5. ASK_DAEMON while the feed is stale: token.verify with check_revoked on the daemon.
  * No JSON value is ever shared between threads: the cache keeps its own deep copy of the
  * claims, touched only under mu (a hit copies it out under mu), and a fresh verification
  * hands the caller the object it parsed. So jansson's reference counts never race. */
@@ -271,6 +273,17 @@ static enum feed_mode feed_mode(tessera_verifier *v) {
   return v->policy == TESSERA_FEED_ASK_DAEMON ? FEED_ASK : FEED_CLOSED;
 }
 
+/* After a "reset" the feed may have missed revocations of any token issued up to it: those
+ * get the feed-down policy (until they expire, which ends the rule by itself). */
+static enum feed_mode reset_mode(tessera_verifier *v, int64_t iat) {
+  if (!v->subscribe) return FEED_OK;
+  pthread_mutex_lock(&v->mu);
+  bool before = v->reset_at != 0 && iat <= v->reset_at;
+  pthread_mutex_unlock(&v->mu);
+  if (!before) return FEED_OK;
+  return v->policy == TESSERA_FEED_ASK_DAEMON ? FEED_ASK : FEED_CLOSED;
+}
+
 static int64_t sat_add(int64_t a, int64_t b) {
   int64_t r;
   return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
@@ -279,7 +292,7 @@ static int64_t sat_add(int64_t a, int64_t b) {
 /* Step 2. Returns 0 on a valid hit (with *claims a private copy when claims is not NULL), 1 on
  * a miss, TESSERA_EREJECTED for a cached token revoked since, or TESSERA_ENOMEM. */
 static int from_cache(tessera_verifier *v, const uint8_t key[32], int64_t now, json_t **claims,
-                      tessera_error *err) {
+                      int64_t *iat, tessera_error *err) {
   int rc = 1;
   pthread_mutex_lock(&v->mu);
   ts_ventry *e = ts_vcache_find(&v->cache, key, now);
@@ -295,6 +308,7 @@ static int from_cache(tessera_verifier *v, const uint8_t key[32], int64_t now, j
   if (e) {
     v->st.cache_hits++;
     rc = 0;
+    *iat = e->ti.iat;
     if (claims && !(*claims = json_deep_copy(e->claims))) rc = TESSERA_ENOMEM;
   }
   pthread_mutex_unlock(&v->mu);
@@ -321,7 +335,8 @@ static int check_signature(tessera_verifier *v, const char *token, size_t len, j
 
 /* Step 3. Returns 0 with *claims (a new reference), or a refusal / error. */
 static int verify_fresh(tessera_verifier *v, const char *token, size_t len,
-                        const uint8_t key[32], int64_t now, json_t **claims, tessera_error *err) {
+                        const uint8_t key[32], int64_t now, json_t **claims, int64_t *iat,
+                        tessera_error *err) {
   refresh_if_old(v);
   json_t *cl = NULL;
   int rc = check_signature(v, token, len, &cl, err);
@@ -337,6 +352,7 @@ static int verify_fresh(tessera_verifier *v, const char *token, size_t len,
   }
   ts_tokinfo ti;
   ts_tokinfo_of(cl, &ti);
+  *iat = ti.iat;
   int64_t valid_until = sat_add(json_integer_value(json_object_get(cl, "exp")), v->leeway);
   json_t *keep = v->cache.cap ? json_deep_copy(cl) : NULL; /* the cache's own copy */
   pthread_mutex_lock(&v->mu);
@@ -395,8 +411,12 @@ TESSERA_EXPORT int tessera_verifier_verify(tessera_verifier *v, const char *toke
   uint8_t key[32];
   crypto_generichash(key, sizeof(key), (const unsigned char *)token, len, v->hkey,
                      sizeof(v->hkey));
-  rc = from_cache(v, key, now, claims ? &cl : NULL, err);
-  if (rc == 1) rc = verify_fresh(v, token, len, key, now, &cl, err);
+  int64_t iat = 0;
+  rc = from_cache(v, key, now, claims ? &cl : NULL, &iat, err);
+  if (rc == 1) rc = verify_fresh(v, token, len, key, now, &cl, &iat, err);
+  if (rc == 0 && mode == FEED_OK) mode = reset_mode(v, iat);
+  if (rc == 0 && mode == FEED_CLOSED)
+    rc = unavailable(err, "issued before the revocation feed was reset (fail-closed policy)");
   if (rc == 0 && mode == FEED_ASK) rc = ask_daemon(v, token, len, err);
   if (rc == 0 && claims) {
     *claims = cl; /* private to this call either way: a copy from the cache, or fresh */

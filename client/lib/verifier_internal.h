@@ -40,6 +40,7 @@
 
 #define TS_V_NIL UINT32_MAX
 #define TS_V_MAX_KEYS 256 /* keys taken from one JWKS; more are ignored */
+#define TS_V_CURSOR_MAX 64 /* bytes of a feed cursor (PROTOCOL.md "events") */
 
 /* ---- the claims the revocation checks read (pointers into a claims object) ---- */
 
@@ -146,6 +147,9 @@ struct tessera_verifier {
   ts_vrevoked revoked;
   bool feed_up;
   int64_t feed_down_since_ms;
+  int64_t reset_at; /* wall clock second of the last "reset"; 0: none. Tokens issued at or
+                       before it get the feed-down policy: the feed may have missed their
+                       revocation */
   bool stop;
   tessera_verifier_stats st;
 
@@ -154,6 +158,9 @@ struct tessera_verifier {
   bool thread_started;
   int wake[2]; /* a pipe: free() writes a byte to wake the thread */
   tessera_client *feed; /* handed from new() to the thread */
+  /* The cursor of the last feed entry applied ("0" before any): resubscribes resume after it.
+   * Touched only by whoever owns the feed connection (new(), then the feed thread). */
+  char cursor[TS_V_CURSOR_MAX + 1];
 };
 
 /* Monotonic milliseconds. */

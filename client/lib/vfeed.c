@@ -10,13 +10,17 @@
  *   "revoked" -> entries into the revocation set under mu, in one hold per notification;
  *   "keys"    -> a keys.jwks fetch on the same connection (under fetch_mu), unless the
  *                announced keys_version is the one installed.
+ *   "reset"   -> the daemon cannot resume after our cursor: the cache is purged and tokens
+ *                issued up to now get the feed-down policy (verifier.c); the replay of every
+ *                revocation still in force follows.
  * Anything that breaks the feed (EOF, socket error, a malformed stream, lost notifications
  * because the queue overflowed, a revocation that could not be stored, a failed refetch)
  * closes the connection and marks the feed down; the thread then reconnects with jittered
  * exponential backoff (BACKOFF_MIN doubling to BACKOFF_MAX; back to the minimum once a
  * connection lived BACKOFF_RESET_MS), subscribing before fetching the keys so that no key
- * change can fall between the two. Revocations sent while it was down are gone: the
- * verifier's feed-down policy covers that (tessera/verifier.h). */
+ * change can fall between the two. Every subscribe sends `since`: the cursor of the last
+ * entry applied ("0" at first, which asks for every revocation still in force), so the daemon
+ * replays what was committed meanwhile and nothing is missed across a reconnect. */
 #include "verifier_internal.h"
 
 #include <errno.h>
@@ -182,7 +186,10 @@ static void feed_lost(tessera_verifier *v) {
 
 static int subscribe(tessera_verifier *v, tessera_client *c, tessera_error *err) {
   json_t *res = NULL;
-  int rc = tessera_call(c, "events.subscribe", NULL, v->feed_timeout_ms, &res, err);
+  json_t *p = json_pack("{s:s}", "since", v->cursor[0] ? v->cursor : "0");
+  if (!p) return TESSERA_ENOMEM;
+  int rc = tessera_call(c, "events.subscribe", p, v->feed_timeout_ms, &res, err);
+  json_decref(p);
   if (rc == 0 && !json_is_true(json_object_get(res, "subscribed"))) rc = TESSERA_EPROTO;
   json_decref(res);
   return rc;
@@ -213,7 +220,7 @@ int ts_v_feed_connect(tessera_verifier *v, tessera_client **out, tessera_error *
 
 /* ---- notifications ------------------------------------------------------------------------ */
 
-/* The kind letter of a revocation entry we apply, or 0 (sessions, unknown kinds). */
+/* The kind letter of a revocation entry we apply, or 0 (a kind we do not know). */
 static char kind_of(const json_t *e) {
   const json_t *k = json_object_get(e, "kind");
   if (str_is(k, "jti")) return 'j';
@@ -222,9 +229,18 @@ static char kind_of(const json_t *e) {
   return 0;
 }
 
-/* "revoked" [{kind, id, until, before?}, ...]. Entries not of the documented shape are
- * skipped; a revocation that cannot be stored breaks the feed (TESSERA_ENOMEM), so the
- * feed-down policy takes over rather than a revoked token passing. */
+/* Remembers an entry's cursor as the point to resume after (feed connection owner only). */
+static void advance(tessera_verifier *v, const json_t *e) {
+  const json_t *cur = json_object_get(e, "cursor");
+  if (json_is_string(cur) && json_string_length(cur) >= 1 &&
+      json_string_length(cur) <= TS_V_CURSOR_MAX &&
+      strlen(json_string_value(cur)) == json_string_length(cur))
+    memcpy(v->cursor, json_string_value(cur), json_string_length(cur) + 1);
+}
+
+/* "revoked" [{kind, id, until, before?, cursor}, ...]. Entries not of the documented shape are
+ * skipped; a revocation that cannot be stored breaks the feed (TESSERA_ENOMEM) before its
+ * cursor is taken, so the resubscribe replays it. */
 static int on_revoked(tessera_verifier *v, const json_t *args) {
   int64_t now = (int64_t)time(NULL);
   int rc = 0;
@@ -237,17 +253,36 @@ static int on_revoked(tessera_verifier *v, const json_t *args) {
     const json_t *id = json_object_get(e, "id"), *until = json_object_get(e, "until");
     const json_t *before = json_object_get(e, "before");
     if (!kind || !json_is_string(id) || !json_is_integer(until) ||
-        (kind == 's' && !json_is_integer(before)))
+        (kind == 's' && !json_is_integer(before))) {
+      advance(v, e); /* a kind we do not know: nothing to hold, but seen */
       continue;
+    }
     rc = ts_vrevoked_add(&v->revoked, kind, json_string_value(id), json_string_length(id),
                          (int64_t)json_integer_value(until),
                          kind == 's' ? (int64_t)json_integer_value(before) : 0, now);
     if (rc) break;
+    advance(v, e);
     applied++;
   }
   fed(v, &v->st.revocations_applied, applied);
   pthread_mutex_unlock(&v->mu);
   return rc;
+}
+
+/* "reset" [{cursor}]: the daemon cannot prove that nothing was missed since our cursor (its
+ * store changed, or our cursor is unknown to it). Cached verdicts may be stale and revocations
+ * may be lost: purge the cache and hand every token issued until now to the feed-down policy
+ * (they all expire by themselves within the longest access lifetime). The revocations still
+ * in force follow, from the cursor given. */
+static void on_reset(tessera_verifier *v, const json_t *args) {
+  const json_t *e = json_array_get(args, 0);
+  v->cursor[0] = 0;
+  advance(v, e);
+  pthread_mutex_lock(&v->mu);
+  ts_vcache_clear(&v->cache);
+  v->reset_at = (int64_t)time(NULL);
+  fed(v, &v->st.feed_resets, 1);
+  pthread_mutex_unlock(&v->mu);
 }
 
 /* "keys" [{keys_version}]: refetch unless that version is installed already. */
@@ -278,6 +313,7 @@ static int drain(tessera_verifier *v, tessera_client *c) {
     if (rc == TESSERA_ETIMEDOUT) return 0;
     if (rc) return rc; /* TESSERA_EOVERFLOW too: revocations were lost, resubscribe */
     if (strcmp(method, "revoked") == 0) rc = on_revoked(v, args);
+    else if (strcmp(method, "reset") == 0) on_reset(v, args);
     else if (strcmp(method, "keys") == 0) rc = on_keys(v, c, args);
     json_decref(args);
     if (rc) return rc;

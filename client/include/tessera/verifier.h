@@ -26,21 +26,25 @@
  *             "revoked") until `until`;
  *   "revoked" {kind: "sub", id, before, until}: tokens of that sub with iat <= before are
  *             refused until `until` (user.revoke: logged out everywhere);
- *   "revoked" {kind: "session"}: ignored (sessions are not tokens);
+ *   "revoked" of another kind: ignored;
  *   "keys"    {keys_version}: the key set changed; it is refetched at once.
- * A revocation is applied to the very next verify, cached tokens included. On a disconnect
- * the thread reconnects with exponential backoff (50 ms doubling to 5 s, jittered),
- * resubscribes and refetches the keys.
- *   Revocations published while the feed was down are NOT replayed (the protocol has no
- *   catch-up): a token revoked in that gap is accepted until it expires. That is what the
- *   feed-down policy is for: once the feed has been down for feed_stale_ms,
+ * A revocation is applied to the very next verify, cached tokens included. The feed resumes
+ * where it left off: the verifier remembers the cursor of the last revocation it applied and
+ * every subscribe sends it (`since`; the first asks for every revocation still in force), so
+ * after a disconnect, a lost notification (queue overflow) or a daemon restart the daemon
+ * replays what was committed meanwhile. On a disconnect the thread reconnects with
+ * exponential backoff (50 ms doubling to 5 s, jittered), resubscribes and refetches the keys.
+ *   While the feed is down a revocation reaches the verifier only once it is back; the
+ *   feed-down policy bounds that window: once the feed has been down for feed_stale_ms,
  *     TESSERA_FEED_FAIL_CLOSED  every verify returns TESSERA_EUNAVAILABLE until it is back;
  *     TESSERA_FEED_ASK_DAEMON   every verify that passes the local checks also asks the daemon
  *                               (token.verify {token, check_revoked: true, aud}), one call per
  *                               verify, serialised on one connection; if the daemon cannot
  *                               answer either, TESSERA_EUNAVAILABLE.
- *   Gaps shorter than feed_stale_ms are accepted silently: pick it as the window of missed
- *   revocations you can live with (0: the policy applies as soon as the feed drops).
+ *   When the daemon cannot prove the replay complete (its store changed: another data file, a
+ *   restored backup; or it does not know the cursor) it sends "reset": the cache is purged and
+ *   every token issued at or before the reset gets the same policy until it expires, while
+ *   tokens issued after it verify locally as usual (stats.feed_resets counts them).
  * Without subscribe the verifier is purely stateless: it never learns of revocations (use
  * short access tokens, or token.verify with check_revoked where that matters).
  *
@@ -129,12 +133,14 @@ typedef struct tessera_verifier_stats {
   uint64_t keys_notifications;  /* "keys" notifications handled */
   uint64_t feed_connects;       /* successful subscriptions (1 at start, +1 per reconnect) */
   uint64_t feed_disconnects;    /* feed connections lost */
-  uint64_t feed_events;         /* sum of the four above: see tessera_verifier_wait_feed */
+  uint64_t feed_events;         /* sum of the four above and feed_resets: see
+                                   tessera_verifier_wait_feed */
   uint64_t daemon_fallbacks;    /* token.verify calls made under TESSERA_FEED_ASK_DAEMON */
   size_t cached_tokens;         /* tokens in the cache now */
   size_t revocation_entries;    /* jti/family/sub entries held now */
   int64_t keys_version;         /* of the key set in use */
   int feed_up;                  /* 1 while subscribed (0 without subscribe) */
+  uint64_t feed_resets;         /* "reset" notifications: the daemon could not resume */
 } tessera_verifier_stats;
 
 /* Copies the counters into *st. Thread-safe. */
