@@ -63,6 +63,7 @@ int ts_family_revoke(ts_txn *t, const char *fam, int64_t until, int64_t leeway, 
   *was_live = rc == 0;
   if (rc && rc != TS_ENOTFOUND) return rc;
   if (rec) {
+    ts_store_reserve_all(t); /* a live family: its revocation may use the whole reserve */
     int64_t exp = json_integer_value(json_object_get(rec, "exp"));
     /* Its newest access token may outlive its refresh token (access_ttl > refresh_ttl); every
      * older one expires before it. The entry must outlive them all. */

@@ -48,6 +48,7 @@ typedef struct refresh_op {
   char fam[TS_FAMILY_ID_CHARS + 8];
   char jti[TS_JTI_CHARS + 8];   /* presented refresh jti, or the jti to denylist */
   int64_t until;                /* OP_REVOKE_*: keep the entry until (before the leeway) */
+  bool proven;                  /* OP_REVOKE_JTI: the jti came from a token that verified */
   json_t *rec;                  /* the family record: in for OP_PAIR, out for OP_REFRESH */
   int64_t iat;                  /* OP_REFRESH: the presented token's iat (for cut-offs) */
   char kid[TS_KID_LEN + 1];     /* OP_REFRESH: the active kid, signs the successor */
@@ -319,6 +320,7 @@ void ts_token_refresh(ts_req *r, const msgpack_object *params) {
 static int apply_revoke(ts_txn *t, ts_write *w) {
   refresh_op *op = (refresh_op *)w;
   if (op->kind == OP_REVOKE_FAMILY) return revoke_family_in(t, op, op->fam, op->until);
+  if (op->proven) ts_store_reserve_all(t);
   int64_t until = op->until + op->d->cfg->leeway;
   int rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
   if (rc == 0) return 0; /* already revoked */
@@ -354,6 +356,7 @@ static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op 
     snprintf(op->fam, sizeof(op->fam), "%s", fam);
   } else if (!refresh && jti && strlen(jti) <= TS_JTI_CHARS + 2) {
     op->kind = OP_REVOKE_JTI;
+    op->proven = true;
     snprintf(op->jti, sizeof(op->jti), "%s", jti);
   } else {
     ok = false;
@@ -427,6 +430,9 @@ static int apply_user(ts_txn *t, ts_write *w) {
   free(ids);
   if (rc) return rc;
   op->families = op->revoked - before;
+  /* A sub that held sessions or families provably exists: its cut-off may use the whole
+   * reserve; any other sub's only half of it (anyone can name any sub). */
+  if (op->sessions + op->families > 0) ts_store_reserve_all(t);
   /* The cut-off outlives every token that could have been issued before it. */
   int64_t longest = cfg->max_access_ttl;
   if (cfg->max_refresh_ttl > longest) longest = cfg->max_refresh_ttl;

@@ -78,9 +78,15 @@ int ts_store_get(ts_txn *t, enum ts_table tb, const void *key, size_t klen, cons
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen);
 /* A put that may use the delete reserve: for revocations, which must land even when the
- * store is too full for new sessions (a full store must never keep a stolen token alive). */
+ * store is too full for new sessions (a full store must never keep a stolen token alive).
+ * How deep it may reach depends on t: by default half the reserve, so revocations anyone can
+ * make up (token.revoke {jti, exp}, {family} of no family, user.revoke of any sub) cannot
+ * fill it; after ts_store_reserve_all, all of it but a margin for the commit itself. */
 int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
                         const void *val, size_t vlen);
+/* Marks t as revoking something that provably exists (a token that verified, a live family,
+ * a sub with sessions or families): its urgent puts may use the whole reserve. */
+void ts_store_reserve_all(ts_txn *t);
 /* Deletes key; for TS_T_BY_SUB, val names which duplicate (NULL: all of them). */
 int ts_store_del(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen);

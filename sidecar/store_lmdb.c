@@ -8,8 +8,11 @@
  * store filled to the very end could not even revoke a session or sweep an expired one, and
  * would stay full for good. So puts stop short of the cap: a put that would find the pages in
  * use at or above the cap minus a reserve (1/8 of it, 256 KiB .. 64 MiB) answers TS_EMAPFULL
- * before touching anything, and only deletes (revoke, revoke_all, the sweeper) reach into the
- * reserve. The file itself never grows past the cap.
+ * before touching anything, and only deletes and revocations reach into the reserve, in
+ * tiers: revocations anyone could make up stop at half of it, revocations of something that
+ * exists (ts_store_reserve_all) at a margin of 1/8 of it, kept for deletes and for the pages a
+ * commit itself needs, so that a flood cannot make a group commit fail at the hard cap. The
+ * file itself never grows past the cap.
  * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
  * ts_store_sync being called periodically by the writer.
  * MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so a reader
@@ -32,6 +35,7 @@ struct ts_store {
   MDB_dbi dbi[TS_T_COUNT_];
   size_t max_bytes;
   size_t put_limit_pages; /* puts refused when the pages in use reach this (the reserve) */
+  size_t urgent_limit_pages, verified_limit_pages; /* the same for urgent puts (see above) */
   int cleared_at_open; /* stale reader slots cleared by ts_store_open, not yet reported */
 };
 
@@ -39,6 +43,7 @@ struct ts_txn {
   ts_store *store;
   MDB_txn *txn;
   bool write;
+  bool reserve_all; /* ts_store_reserve_all */
 };
 
 struct ts_cursor {
@@ -122,6 +127,8 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
   if (reserve > 64u * 1024 * 1024) reserve = 64u * 1024 * 1024;
   if (reserve > opt->max_bytes / 2) reserve = opt->max_bytes / 2;
   s->put_limit_pages = (opt->max_bytes - reserve) / est.ms_psize;
+  s->urgent_limit_pages = (opt->max_bytes - reserve / 2) / est.ms_psize;
+  s->verified_limit_pages = (opt->max_bytes - reserve / 8) / est.ms_psize;
   int dead = 0;
   if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) s->cleared_at_open = dead;
   if ((rc = open_tables(s, why, why_cap)) != 0) {
@@ -215,6 +222,7 @@ static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
   }
   t->store = s;
   t->write = write;
+  t->reserve_all = false;
   *out = t;
   return 0;
 }
@@ -259,17 +267,26 @@ static size_t pages_in_use(ts_txn *t) {
   return n;
 }
 
-int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
-                 size_t vlen) {
-  if (pages_in_use(t) >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
-  return ts_store_put_urgent(t, tb, key, klen, val, vlen);
-}
-
-int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
-                        const void *val, size_t vlen) {
+static int put_raw(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
+                   size_t vlen) {
   MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
   int rc = mdb_put(t->txn, t->store->dbi[tb], &k, &v, 0);
   return rc == MDB_KEYEXIST ? 0 : map_err(rc);
+}
+
+int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
+                 size_t vlen) {
+  if (pages_in_use(t) >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
+  return put_raw(t, tb, key, klen, val, vlen);
+}
+
+void ts_store_reserve_all(ts_txn *t) { t->reserve_all = true; }
+
+int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
+                        const void *val, size_t vlen) {
+  size_t limit = t->reserve_all ? t->store->verified_limit_pages : t->store->urgent_limit_pages;
+  if (pages_in_use(t) >= limit) return TS_EMAPFULL;
+  return put_raw(t, tb, key, klen, val, vlen);
 }
 
 int ts_store_del(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,

@@ -311,6 +311,7 @@ static int apply_consume(ts_txn *t, ts_write *w) {
   consume_op *op = (consume_op *)w;
   int rc = ts_token_revocation_check(t, op->claims, op->now);
   if (rc) return rc;
+  ts_store_reserve_all(t); /* the token verified: its use must be recorded */
   rc = ts_revoked_put(t, 'j', op->jti, strlen(op->jti), op->until);
   if (rc == 0 && op->exchange) rc = ts_session_put_new(t, &op->session);
   return rc;

@@ -7,6 +7,7 @@
  *
  * Notifications are read with libtessera's tessera_next_notification on a subscribed client.
  * Waits are for conditions with deadlines (feed counters, notifications), never blind sleeps. */
+#include "calls.h"
 #include "daemon.h"
 #include "tt.h"
 
@@ -26,40 +27,11 @@
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static tessera_client *client_of(const td_daemon *d) {
-  tessera_client *c = NULL;
-  int rc = tessera_connect(d->socket, &c);
-  TT_ASSERT_MSG(rc == 0, "connect: %s", tessera_strerror(rc));
-  return c;
-}
-
-/* Calls method with params (stolen; may be NULL) and returns the result. */
-static json_t *call_ok(tessera_client *c, const char *method, json_t *params) {
-  json_t *result = NULL;
-  tessera_error err = {0};
-  int rc = tessera_call(c, method, params, 60000, &result, &err);
-  json_decref(params);
-  TT_ASSERT_MSG(rc == 0, "%s: %s (%s: %s)", method, tessera_strerror(rc), err.code, err.message);
-  return result;
-}
-
-static const char *str_of(const json_t *o, const char *key) {
-  const json_t *v = json_object_get(o, key);
-  TT_ASSERT_MSG(json_is_string(v), "no string %s", key);
-  return json_string_value(v);
-}
-
-static void stop_clean(td_daemon *d) {
-  int st = td_stop(d);
-  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad exit status %d", st);
-  td_cleanup(d);
-}
-
 /* events.subscribe {since?} on c; returns the reply's cursor (malloc'd). */
 static char *subscribe(tessera_client *c, const char *since) {
-  json_t *r = call_ok(c, "events.subscribe", since ? json_pack("{s:s}", "since", since) : NULL);
+  json_t *r = tc_call_ok(c, "events.subscribe", since ? json_pack("{s:s}", "since", since) : NULL);
   TT_ASSERT(json_is_true(json_object_get(r, "subscribed")));
-  char *cur = strdup(str_of(r, "cursor"));
+  char *cur = strdup(tc_str(r, "cursor"));
   json_decref(r);
   return cur;
 }
@@ -89,9 +61,9 @@ static size_t read_entries(tessera_client *c, seen *out, size_t n, int timeout_m
       json_t *e;
       json_array_foreach(args, i, e) {
         TT_ASSERT_MSG(got < n, "more entries than expected");
-        snprintf(out[got].kind, sizeof(out[got].kind), "%s", str_of(e, "kind"));
-        snprintf(out[got].id, sizeof(out[got].id), "%s", str_of(e, "id"));
-        snprintf(out[got].cursor, sizeof(out[got].cursor), "%s", str_of(e, "cursor"));
+        snprintf(out[got].kind, sizeof(out[got].kind), "%s", tc_str(e, "kind"));
+        snprintf(out[got].id, sizeof(out[got].id), "%s", tc_str(e, "id"));
+        snprintf(out[got].cursor, sizeof(out[got].cursor), "%s", tc_str(e, "cursor"));
         got++;
       }
     }
@@ -137,11 +109,11 @@ static int flood_size(void) {
 static void entries_carry_rising_cursors(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d), *sub = client_of(&d);
+  tessera_client *c = tc_client(&d), *sub = tc_client(&d);
   char *start = subscribe(sub, NULL);
   revoke_jtis(c, "rise", 0, 5);
-  json_t *s = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "ann"));
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "family", str_of(s, "family"))));
+  json_t *s = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "ann"));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "family", tc_str(s, "family"))));
   seen e[6];
   TT_EQ_INT(read_entries(sub, e, 6, 10000, NULL), 6);
   const char *prev = start;
@@ -152,9 +124,9 @@ static void entries_carry_rising_cursors(void) {
   TT_EQ_STR(e[0].id, "rise0");
   TT_EQ_STR(e[4].id, "rise4");
   TT_EQ_STR(e[5].kind, "family");
-  TT_EQ_STR(e[5].id, str_of(s, "family"));
+  TT_EQ_STR(e[5].id, tc_str(s, "family"));
   /* A later subscribe reports the latest cursor. */
-  tessera_client *late = client_of(&d);
+  tessera_client *late = tc_client(&d);
   char *now = subscribe(late, NULL);
   TT_EQ_STR(now, e[5].cursor);
   free(now);
@@ -163,7 +135,7 @@ static void entries_carry_rising_cursors(void) {
   tessera_close(late);
   tessera_close(sub);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* since: what was committed after the cursor is sent first, in order, with no duplicate of
@@ -171,7 +143,7 @@ static void entries_carry_rising_cursors(void) {
 static void since_resumes_without_gap_or_duplicate(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d), *sub = client_of(&d);
+  tessera_client *c = tc_client(&d), *sub = tc_client(&d);
   free(subscribe(sub, NULL));
   revoke_jtis(c, "a", 0, 3);
   seen e[8];
@@ -180,7 +152,7 @@ static void since_resumes_without_gap_or_duplicate(void) {
   snprintf(resume, sizeof(resume), "%s", e[1].cursor); /* as if a1 was the last applied */
   tessera_close(sub);
   revoke_jtis(c, "b", 0, 2); /* while nobody listens */
-  sub = client_of(&d);
+  sub = tc_client(&d);
   char *cur = subscribe(sub, resume);
   revoke_jtis(c, "c", 0, 2); /* live, right after */
   size_t n = read_entries(sub, e, 8, 3000, NULL);
@@ -191,7 +163,7 @@ static void since_resumes_without_gap_or_duplicate(void) {
   TT_EQ_STR(cur, e[2].cursor); /* the reply's cursor: the latest committed at subscribe */
   free(cur);
   /* since "0": every revocation still in force, from the beginning. */
-  tessera_client *all = client_of(&d);
+  tessera_client *all = tc_client(&d);
   free(subscribe(all, "0"));
   seen every[16];
   TT_EQ_INT(read_entries(all, every, 16, 3000, NULL), 7);
@@ -200,7 +172,7 @@ static void since_resumes_without_gap_or_duplicate(void) {
   tessera_close(all);
   tessera_close(sub);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* Revocations no longer in force are not replayed: the feed is bounded by the store's own
@@ -209,31 +181,31 @@ static void replay_skips_what_expired(void) {
   static const char *const args[] = {"--leeway", "0", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   long long soon = (long long)time(NULL) + 1, later = (long long)time(NULL) + 600;
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "short", "exp", (json_int_t)soon)));
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "long", "exp", (json_int_t)later)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "short", "exp", (json_int_t)soon)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "long", "exp", (json_int_t)later)));
   while ((long long)time(NULL) <= soon + 1) { /* a condition on the clock, not a sleep */
     struct timespec ts = {0, 20 * 1000000};
     nanosleep(&ts, NULL);
   }
-  tessera_client *sub = client_of(&d);
+  tessera_client *sub = tc_client(&d);
   free(subscribe(sub, "0"));
   seen e[4];
   TT_EQ_INT(read_entries(sub, e, 4, 2000, NULL), 1);
   TT_EQ_STR(e[0].id, "long");
   tessera_close(sub);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* A cursor the daemon cannot resume from gets "reset" first, then everything in force. */
 static void unknown_cursors_get_a_reset(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   revoke_jtis(c, "r", 0, 2);
-  tessera_client *probe = client_of(&d);
+  tessera_client *probe = tc_client(&d);
   char *latest = subscribe(probe, NULL);
   tessera_close(probe);
   char other_store[80], future[80];
@@ -242,7 +214,7 @@ static void unknown_cursors_get_a_reset(void) {
   snprintf(future, sizeof(future), "%.16s%016llx", latest, 999999ull); /* never committed */
   const char *bad[] = {"garbage", other_store, future, "ffffffffffffffffffffffffffffffffff"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    tessera_client *sub = client_of(&d);
+    tessera_client *sub = tc_client(&d);
     free(subscribe(sub, bad[i]));
     bool reset = false;
     seen e[4];
@@ -252,7 +224,7 @@ static void unknown_cursors_get_a_reset(void) {
     tessera_close(sub);
   }
   /* A well-formed cursor of this store is resumed without a reset. */
-  tessera_client *ok = client_of(&d);
+  tessera_client *ok = tc_client(&d);
   free(subscribe(ok, latest));
   bool reset = false;
   seen e[2];
@@ -267,7 +239,7 @@ static void unknown_cursors_get_a_reset(void) {
   free(latest);
   tessera_close(ok);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* A data file that is not the one the cursors were made for (a restored backup: here a copy
@@ -275,9 +247,9 @@ static void unknown_cursors_get_a_reset(void) {
 static void restored_data_file_resets(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   revoke_jtis(c, "old", 0, 1);
-  tessera_client *sub = client_of(&d);
+  tessera_client *sub = tc_client(&d);
   char *cur = subscribe(sub, NULL);
   tessera_close(sub);
   tessera_close(c);
@@ -288,7 +260,7 @@ static void restored_data_file_resets(void) {
            d.data, d.data, d.data, d.data);
   TT_EQ_INT(system(cmd), 0);
   td_launch(&d, NULL);
-  sub = client_of(&d);
+  sub = tc_client(&d);
   free(subscribe(sub, cur));
   bool reset = false;
   seen e[2];
@@ -297,7 +269,7 @@ static void restored_data_file_resets(void) {
   TT_EQ_STR(e[0].id, "old0");
   free(cur);
   tessera_close(sub);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* A subscriber that does not read is held at --max-write-queue, never cut off, and receives
@@ -306,7 +278,7 @@ static void slow_subscriber_loses_nothing(void) {
   static const char *const args[] = {"--max-write-queue", "4K", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d), *sub = client_of(&d);
+  tessera_client *c = tc_client(&d), *sub = tc_client(&d);
   int small = 4096;
   setsockopt(tessera_fd(sub), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
   free(subscribe(sub, NULL));
@@ -320,13 +292,11 @@ static void slow_subscriber_loses_nothing(void) {
     TT_ASSERT_MSG(strcmp(e[i].id, want) == 0, "entry %d is %s", i, e[i].id);
   }
   free(e);
-  json_t *st = call_ok(c, "sys.stats", NULL);
-  TT_ASSERT_MSG(json_integer_value(json_object_get(st, "feed_holds")) > 0,
+  TT_ASSERT_MSG(tc_stat(c, "feed_holds") > 0,
                 "the subscriber's feed never waited for its queue: the test proves nothing");
-  json_decref(st);
   tessera_close(sub);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* ---- the local verifier ------------------------------------------------------------------- */
@@ -372,16 +342,16 @@ static void verifier_refuses_token_revoked_mid_flood(void) {
   static const char *const args[] = {"--max-write-queue", "4K", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
-  json_t *t = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "mallory"));
-  const char *tok = str_of(t, "token");
+  tessera_client *c = tc_client(&d);
+  json_t *t = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "mallory"));
+  const char *tok = tc_str(t, "token");
   tessera_verifier *v = verifier_of(&d, TESSERA_FEED_FAIL_CLOSED);
   tessera_error err;
   TT_EQ_INT(local_verify(v, tok, &err), 0); /* now cached */
   TT_EQ_INT(local_verify(v, tok, &err), 0);
   int n = flood_size();
   revoke_jtis(c, "flood", 0, n / 2);
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token", tok)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", tok)));
   revoke_jtis(c, "flood", n / 2, n - n / 2);
   wait_applied(v, (size_t)n + 1, 120000);
   TT_EQ_INT(local_verify(v, tok, &err), TESSERA_EREJECTED);
@@ -397,7 +367,7 @@ static void verifier_refuses_token_revoked_mid_flood(void) {
   tessera_verifier_free(v);
   json_decref(t);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* A child process holding a verifier is stopped (SIGSTOP) while the flood and the revocation
@@ -406,9 +376,9 @@ static void verifier_refuses_token_revoked_mid_flood(void) {
 static void stopped_verifier_catches_up_after_reconnect(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
-  json_t *t = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "sleeper"));
-  char *tok = strdup(str_of(t, "token"));
+  tessera_client *c = tc_client(&d);
+  json_t *t = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "sleeper"));
+  char *tok = strdup(tc_str(t, "token"));
   json_decref(t);
   int ready[2], verdict[2];
   TT_EQ_INT(pipe(ready), 0);
@@ -445,9 +415,9 @@ static void stopped_verifier_catches_up_after_reconnect(void) {
   int st = td_stop(&d); /* the child's feed connection dies while it cannot notice */
   TT_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   td_launch(&d, NULL);
-  c = client_of(&d);
+  c = tc_client(&d);
   revoke_jtis(c, "meanwhile", 0, 100);
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token", tok)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", tok)));
   TT_EQ_INT(kill(child, SIGCONT), 0);
   TT_EQ_INT(write(verdict[1], "g", 1), 1);
   int cst;
@@ -457,7 +427,7 @@ static void stopped_verifier_catches_up_after_reconnect(void) {
                 WIFEXITED(cst) ? WEXITSTATUS(cst) : -1);
   free(tok);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 /* After a reset (here: the daemon came back on a restored data file), tokens issued before it
@@ -465,13 +435,13 @@ static void stopped_verifier_catches_up_after_reconnect(void) {
 static void verifier_after_reset_distrusts_older_tokens(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
-  json_t *t1 = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "early"));
+  tessera_client *c = tc_client(&d);
+  json_t *t1 = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "early"));
   tessera_verifier *closed = verifier_of(&d, TESSERA_FEED_FAIL_CLOSED);
   tessera_verifier *ask = verifier_of(&d, TESSERA_FEED_ASK_DAEMON);
   tessera_error err;
-  TT_EQ_INT(local_verify(closed, str_of(t1, "token"), &err), 0);
-  TT_EQ_INT(local_verify(ask, str_of(t1, "token"), &err), 0);
+  TT_EQ_INT(local_verify(closed, tc_str(t1, "token"), &err), 0);
+  TT_EQ_INT(local_verify(ask, tc_str(t1, "token"), &err), 0);
   revoke_jtis(c, "before", 0, 1); /* gives the verifiers a cursor of this data file */
   wait_applied(closed, 1, 10000);
   wait_applied(ask, 1, 10000);
@@ -493,10 +463,10 @@ static void verifier_after_reset_distrusts_older_tokens(void) {
       tessera_verifier_wait_feed(vs[i], vst.feed_events, 100);
     }
   }
-  TT_EQ_INT(local_verify(closed, str_of(t1, "token"), &err), TESSERA_EUNAVAILABLE);
+  TT_EQ_INT(local_verify(closed, tc_str(t1, "token"), &err), TESSERA_EUNAVAILABLE);
   tessera_verifier_stats ast0, ast1;
   tessera_verifier_stats_get(ask, &ast0);
-  TT_EQ_INT(local_verify(ask, str_of(t1, "token"), &err), 0);
+  TT_EQ_INT(local_verify(ask, tc_str(t1, "token"), &err), 0);
   tessera_verifier_stats_get(ask, &ast1);
   TT_EQ_INT(ast1.daemon_fallbacks, ast0.daemon_fallbacks + 1);
   /* A token issued in a later second than the reset verifies locally again. */
@@ -505,11 +475,11 @@ static void verifier_after_reset_distrusts_older_tokens(void) {
     struct timespec ts = {0, 20 * 1000000};
     nanosleep(&ts, NULL);
   }
-  c = client_of(&d);
-  json_t *t2 = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "late"));
-  TT_EQ_INT(local_verify(closed, str_of(t2, "token"), &err), 0);
+  c = tc_client(&d);
+  json_t *t2 = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "late"));
+  TT_EQ_INT(local_verify(closed, tc_str(t2, "token"), &err), 0);
   tessera_verifier_stats_get(ask, &ast0);
-  TT_EQ_INT(local_verify(ask, str_of(t2, "token"), &err), 0);
+  TT_EQ_INT(local_verify(ask, tc_str(t2, "token"), &err), 0);
   tessera_verifier_stats_get(ask, &ast1);
   TT_EQ_INT(ast1.daemon_fallbacks, ast0.daemon_fallbacks);
   json_decref(t1);
@@ -517,7 +487,7 @@ static void verifier_after_reset_distrusts_older_tokens(void) {
   tessera_verifier_free(closed);
   tessera_verifier_free(ask);
   tessera_close(c);
-  stop_clean(&d);
+  tc_stop_clean(&d);
 }
 
 static const tt_case cases[] = {
