@@ -490,6 +490,38 @@ static void verifier_after_reset_distrusts_older_tokens(void) {
   tc_stop_clean(&d);
 }
 
+
+/* A revocation entry that lapsed and is then widened again (the token revoked for good after a
+ * short {jti, exp} entry ran out) must re-check the tokens cached meanwhile. */
+static void widened_revocation_rechecks_cached_tokens(void) {
+  static const char *const args[] = {"--leeway", "0", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = tc_client(&d);
+  json_t *t = tc_call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "wid", "ttl", 300));
+  const char *tok = tc_str(t, "token");
+  tessera_verifier *v = verifier_of(&d, TESSERA_FEED_FAIL_CLOSED);
+  long long short_until = (long long)time(NULL) + 1;
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", tc_str(t, "jti"), "exp",
+                                                      (json_int_t)short_until)));
+  wait_applied(v, 1, 10000);
+  while ((long long)time(NULL) <= short_until) { /* until the short entry lapsed */
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  tessera_error err;
+  TT_EQ_INT(local_verify(v, tok, &err), 0); /* accepted and cached while nothing is in force */
+  TT_EQ_INT(local_verify(v, tok, &err), 0);
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", tok)));
+  wait_applied(v, 2, 10000);
+  TT_EQ_INT(local_verify(v, tok, &err), TESSERA_EREJECTED);
+  TT_EQ_STR(err.code, "revoked");
+  tessera_verifier_free(v);
+  json_decref(t);
+  tessera_close(c);
+  tc_stop_clean(&d);
+}
+
 static const tt_case cases[] = {
     TT_CASE(entries_carry_rising_cursors),
     TT_CASE(since_resumes_without_gap_or_duplicate),
@@ -500,5 +532,6 @@ static const tt_case cases[] = {
     TT_CASE(verifier_refuses_token_revoked_mid_flood),
     TT_CASE(stopped_verifier_catches_up_after_reconnect),
     TT_CASE(verifier_after_reset_distrusts_older_tokens),
+    TT_CASE(widened_revocation_rechecks_cached_tokens),
 };
 TT_MAIN(cases)
