@@ -299,6 +299,41 @@ static void slow_subscriber_loses_nothing(void) {
   tc_stop_clean(&d);
 }
 
+
+/* tessera events --since CURSOR: the CLI replays what followed the cursor, one JSON line per
+ * notification, then follows the live feed. */
+static void cli_events_since(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  revoke_jtis(c, "cli", 0, 2);
+  tessera_client *probe = tc_client(&d);
+  free(subscribe(probe, NULL));
+  seen e[2];
+  tessera_close(probe);
+  probe = tc_client(&d);
+  free(subscribe(probe, "0"));
+  TT_EQ_INT(read_entries(probe, e, 2, 5000, NULL), 2);
+  tessera_close(probe);
+  char cmd[512], line[4096];
+  snprintf(cmd, sizeof(cmd), "%s --socket %s events --since %s", TESSERA_CLI_PATH, d.socket,
+           e[0].cursor);
+  FILE *events = popen(cmd, "r");
+  TT_ASSERT(events && fgets(line, sizeof(line), events));
+  TT_ASSERT_MSG(strstr(line, "\"subscribed\":true") != NULL, "events printed: %s", line);
+  TT_ASSERT(fgets(line, sizeof(line), events)); /* the replay: cli1 only */
+  TT_ASSERT_MSG(strstr(line, "\"id\":\"cli1\"") && !strstr(line, "\"id\":\"cli0\"") &&
+                    strstr(line, "\"cursor\":"),
+                "events printed: %s", line);
+  revoke_jtis(c, "live", 0, 1);
+  TT_ASSERT(fgets(line, sizeof(line), events));
+  TT_ASSERT_MSG(strstr(line, "\"id\":\"live0\""), "events printed: %s", line);
+  tessera_close(c);
+  td_stop(&d); /* the events command ends when the daemon goes */
+  pclose(events);
+  td_cleanup(&d);
+}
+
 /* ---- the local verifier ------------------------------------------------------------------- */
 
 static tessera_verifier *verifier_of(const td_daemon *d, int policy) {
@@ -529,6 +564,7 @@ static const tt_case cases[] = {
     TT_CASE(unknown_cursors_get_a_reset),
     TT_CASE(restored_data_file_resets),
     TT_CASE(slow_subscriber_loses_nothing),
+    TT_CASE(cli_events_since),
     TT_CASE(verifier_refuses_token_revoked_mid_flood),
     TT_CASE(stopped_verifier_catches_up_after_reconnect),
     TT_CASE(verifier_after_reset_distrusts_older_tokens),
