@@ -10,7 +10,8 @@
  * Graceful stop (SIGTERM/SIGINT): close the listener, stop reading, answer every request
  * already read (complete messages in a connection's buffer included), flush, close. When the
  * last connection is gone, on_drained runs (main stops the writer and the loop). After
- * --shutdown-timeout, connections whose peer does not read are closed anyway. */
+ * --shutdown-timeout, connections whose peer does not read are closed anyway; requests of
+ * theirs still in the writer finish (unanswered) before the loop ends (writer.c). */
 #include "server.h"
 
 #include "error.h"
