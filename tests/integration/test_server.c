@@ -301,6 +301,36 @@ static void disallowed_peer_is_cut_off_before_parsing(void) {
   td_cleanup(&d);
 }
 
+/* Issue 9, item 2: when SO_PEERCRED cannot be read (forced here by an LD_PRELOAD shim), the
+ * peer is rejected before a byte is read and the log line carries the reason, not ids the
+ * daemon never learned (it used to log its uninitialised struct as uid/gid/pid). */
+static void unreadable_peer_credentials_reject(void) {
+  td_daemon d;
+  TT_ASSERT(setenv("LD_PRELOAD", TT_PEERCRED_FAIL, 1) == 0); /* for the daemon only */
+  td_start(&d, NULL);
+  TT_ASSERT(unsetenv("LD_PRELOAD") == 0);
+  int fd = tw_connect(d.socket);
+  tw_send_request(fd, 1, "sys.ping"); /* may fail: closed already */
+  TT_ASSERT_MSG(tw_closed_within(fd, 5000), "a peer without credentials was served");
+  close(fd);
+  int st = td_stop(&d);
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad exit status %d", st);
+  char *log = td_read_log(&d);
+  TT_ASSERT(log != NULL);
+  const char *line = strstr(log, "\"msg\":\"cannot read the peer's credentials; connection closed\"");
+  TT_ASSERT_MSG(line != NULL, "no log line for the refused peer:\n%s", log);
+  const char *eol = strchr(line, '\n');
+  size_t n = eol ? (size_t)(eol - line) : strlen(line);
+  char one[512];
+  snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) - 1 ? n : sizeof(one) - 1), line);
+  TT_ASSERT_MSG(strstr(one, "\"error\":") && !strstr(one, "\"uid\"") && !strstr(one, "\"pid\""),
+                "the refusal logs ids it never read: %s", one);
+  TT_ASSERT_MSG(!strstr(log, "peer not allowed"), "logged as a disallowed peer with ids");
+  TT_ASSERT_MSG(!strstr(log, "\"msg\":\"connection accepted\""), "the peer was accepted");
+  free(log);
+  td_cleanup(&d);
+}
+
 static void many_connections_pipelining(void) {
   td_daemon d;
   td_start(&d, NULL);
@@ -582,6 +612,7 @@ static const tt_case cases[] = {
     TT_CASE(dripping_client_is_cut_off),
     TT_CASE(socket_is_not_world_accessible),
     TT_CASE(disallowed_peer_is_cut_off_before_parsing),
+    TT_CASE(unreadable_peer_credentials_reject),
     TT_CASE(many_connections_pipelining),
     TT_CASE(non_reading_client_is_paused),
     TT_CASE(connection_cap_sheds_new_connections),
