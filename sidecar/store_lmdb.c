@@ -6,10 +6,18 @@
  * and callers answer `unavailable`.
  * The delete reserve: LMDB copies every page it changes, so a delete needs free pages too; a
  * store filled to the very end could not even revoke a session or sweep an expired one, and
- * would stay full for good. So puts stop short of the cap: a put that would find the pages in
- * use at or above the cap minus a reserve (1/8 of it, 256 KiB .. 64 MiB) answers TS_EMAPFULL
- * before touching anything, and only deletes (revoke, revoke_all, the sweeper) reach into the
- * reserve. The file itself never grows past the cap.
+ * would stay full for good. So puts stop short of the cap: once the pages in use reach the cap
+ * minus a reserve (1/8 of it, 256 KiB .. 64 MiB), puts answer TS_EMAPFULL before touching
+ * anything, and only deletes (revoke, revoke_all, the sweeper) and urgent puts (revocations)
+ * reach into the reserve. The file itself never grows past the cap.
+ * The decision is taken once per write transaction, on the pages in use when it begins (each
+ * writer operation is its own nested transaction), never put by put: how many pages one
+ * operation adds depends on where its random keys land (page splits), so a put-by-put check
+ * refused an operation half way and then admitted the same operation with other keys, and a
+ * store that had answered "full" took new data again with nothing freed. Now an operation that
+ * begins below the limit completes (overshooting into the reserve by at most one operation's
+ * pages), and once the limit is reached every new-data operation is refused until something
+ * is deleted.
  * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
  * ts_store_sync being called periodically by the writer.
  * MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so a reader
@@ -39,6 +47,7 @@ struct ts_txn {
   ts_store *store;
   MDB_txn *txn;
   bool write;
+  bool full; /* write: the pages in use had reached put_limit_pages when it began */
 };
 
 struct ts_cursor {
@@ -194,6 +203,8 @@ int ts_store_info_get(ts_store *s, ts_store_info *info) {
   return 0;
 }
 
+static size_t pages_in_use(ts_txn *t);
+
 static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
   ts_txn *t = malloc(sizeof(*t));
   if (!t) return TS_ENOMEM;
@@ -204,6 +215,7 @@ static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
   }
   t->store = s;
   t->write = write;
+  t->full = write && pages_in_use(t) >= s->put_limit_pages;
   *out = t;
   return 0;
 }
@@ -250,7 +262,7 @@ static size_t pages_in_use(ts_txn *t) {
 
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen) {
-  if (pages_in_use(t) >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
+  if (t->full) return TS_EMAPFULL; /* the delete reserve */
   return ts_store_put_urgent(t, tb, key, klen, val, vlen);
 }
 

@@ -304,8 +304,18 @@ static void store_at_its_cap(void) {
   fprintf(stderr, "%d sessions of 3.5 KiB acknowledged in 1M, then '%s'\n", acked.n, code);
   TT_EQ_STR(code, "unavailable");
   TT_ASSERT_MSG(acked.n >= 20, "only %d sessions fit", acked.n);
-  expect_code(c, "session.create", json_deep_copy(p), "unavailable"); /* still full */
-  TT_ASSERT(stat_of(c, "error.unavailable") >= 2);
+  /* Full stays full until something is deleted, for new data of any size: the same create
+   * with other random keys, and a create without data, are refused every time (issue 9, item
+   * 5: the reserve was checked put by put, so a create refused half way was followed by one
+   * whose keys split fewer pages, or by a smaller one, that got in). */
+  json_t *small = json_pack("{s:s}", "sub", "filler");
+  for (int i = 0; i < 30; i++) {
+    const char *again = call_code(c, "session.create", json_deep_copy(i % 2 ? small : p), NULL);
+    TT_ASSERT_MSG(strcmp(again, "unavailable") == 0, "%s create #%d after the store said full: "
+                  "got '%s', expected 'unavailable'", i % 2 ? "a small" : "a", i + 1, again);
+  }
+  json_decref(small);
+  TT_EQ_INT(stat_of(c, "error.unavailable"), 31);
   TT_EQ_INT(stat_of(c, "sessions"), acked.n);
   TT_EQ_INT(stat_of(c, "expiry_index"), acked.n);
   /* Every acknowledged session is whole; reads keep being served on any connection. */
