@@ -11,17 +11,22 @@
  * out of memory never happens after the daemon may have acted on a request.
  *
  * Notifications are queued by the reader whenever any call reads; tessera_next_notification
- * is one more pump_until condition ("a note is queued, or one was lost"). */
+ * is one more pump_until condition ("a note is queued, or one was lost").
+ *
+ * Secrets: request buffers and the input buffer are wiped before they are freed, and replies
+ * nobody took are wiped when dropped (proto/wipe.h). */
 #include "internal.h"
 
 #include "error.h"
 #include "json.h"
 #include "rpc.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -166,6 +171,7 @@ TESSERA_EXPORT void tessera_close(tessera_client *c) {
   ts_inflight_close(&c->inflight);
   ts_note *n;
   while ((n = ts_client_take_note(c))) ts_note_free(n);
+  if (c->in) sodium_memzero(c->in, c->in_len); /* unconsumed reply bytes */
   free(c->in);
   free(c);
 }
@@ -248,7 +254,7 @@ static int send_request(tessera_client *c, const char *method, const json_t *par
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_packer_init(&pk, &sb, ts_wipe_sbuffer_write); /* requests carry sids and tokens */
   int rc = pack_request(&pk, id, method, params);
   if (rc < 0) goto out;
   if (msgid_out && !ts_inflight_add(&c->inflight, id)) {
@@ -262,7 +268,7 @@ static int send_request(tessera_client *c, const char *method, const json_t *par
   }
   if (msgid_out) *msgid_out = id;
 out:
-  msgpack_sbuffer_destroy(&sb);
+  ts_wipe_sbuffer_destroy(&sb);
   return rc;
 }
 
