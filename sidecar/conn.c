@@ -9,12 +9,17 @@
  *   - reading == uv_read_start is active. We read only while not paused, not draining, not
  *     closing, and not at EOF.
  * The buffer starts small and doubles up to max_message; a complete message never needs more,
- * and an incomplete one that would is rejected by the pre-scan first. */
+ * and an incomplete one that would is rejected by the pre-scan first.
+ * Secrets: requests carry sids and tokens, so no byte of them outlives its use: dispatched
+ * bytes are wiped when the buffer is compacted, growing copies and wipes the old block, and
+ * the buffer is wiped before it is freed (proto/wipe.h). Only bytes that were read are wiped. */
 #include "server.h"
 
 #include "error.h"
 #include "log.h"
+#include "wipe.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,13 +28,19 @@
 static void process_buffer(ts_conn *c);
 static void update_reading(ts_conn *c);
 
+/* The connection is gone: tell the server, wipe what is left of its input, free it. */
+static void conn_free(ts_conn *c) {
+  ts_server_conn_gone(c->server, c);
+  if (c->buf) sodium_memzero(c->buf, c->used);
+  free(c->buf);
+  free(c);
+}
+
 static void on_handle_closed(uv_handle_t *h) {
   ts_conn *c = h->data;
   if (--c->handles_open > 0) return;
   if (c->in_flight > 0) return; /* the last request to finish frees it */
-  ts_server_conn_gone(c->server, c);
-  free(c->buf);
-  free(c);
+  conn_free(c);
 }
 
 void ts_conn_close(ts_conn *c, const char *why) {
@@ -46,11 +57,7 @@ void ts_conn_close(ts_conn *c, const char *why) {
 void ts_conn_request_done(ts_conn *c) {
   c->in_flight--;
   if (c->closing) {
-    if (c->in_flight == 0 && c->handles_open == 0) {
-      ts_server_conn_gone(c->server, c);
-      free(c->buf);
-      free(c);
-    }
+    if (c->in_flight == 0 && c->handles_open == 0) conn_free(c);
     return;
   }
   process_buffer(c);
@@ -71,11 +78,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out) {
   if (c->used == c->cap && c->cap < max) {
     size_t ncap = c->cap ? c->cap * 2 : CONN_BUF_INITIAL;
     if (ncap > max) ncap = max;
-    uint8_t *nb = realloc(c->buf, ncap);
-    if (nb) {
-      c->buf = nb;
-      c->cap = ncap;
-    }
+    (void)ts_wipe_grow(&c->buf, &c->cap, c->used, ncap); /* out of memory: no room, ENOBUFS */
   }
   *out = uv_buf_init((char *)c->buf + c->used, (unsigned)(c->cap - c->used));
 }
@@ -165,7 +168,9 @@ static void process_buffer(ts_conn *c) {
   }
   if (c->closing) return;
   if (off > 0) {
+    /* [used - off, used) is then stale: dispatched bytes, or a copy of the ones moved. */
     memmove(c->buf, c->buf + off, c->used - off);
+    sodium_memzero(c->buf + c->used - off, off);
     c->used -= off;
   }
   if (c->server->draining) {

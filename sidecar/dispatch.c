@@ -1,5 +1,9 @@
 /* sidecar/dispatch.c: decode a message, find its method, check the door, run the handler;
- * and the reply helpers every handler uses. */
+ * and the reply helpers every handler uses.
+ *
+ * Replies carry sids and tokens: the reply buffer grows without leaving copies behind
+ * (ts_wipe_sbuffer_write), a result discarded for an error is wiped, and the buffer is wiped
+ * when the request is freed (proto/wipe.h). */
 #include "dispatch.h"
 
 #include "error.h"
@@ -9,7 +13,9 @@
 #include "tokens.h"
 #include "refresh.h"
 #include "events.h"
+#include "wipe.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +62,7 @@ static ts_req *req_new(ts_conn *c, uint32_t msgid) {
   r->conn = c;
   r->msgid = msgid;
   msgpack_sbuffer_init(&r->out);
-  msgpack_packer_init(&r->pk, &r->out, msgpack_sbuffer_write);
+  msgpack_packer_init(&r->pk, &r->out, ts_wipe_sbuffer_write);
   if (ts_rpc_pack_response_head(&r->pk, msgid) != 0) {
     msgpack_sbuffer_destroy(&r->out);
     free(r);
@@ -69,7 +75,7 @@ static ts_req *req_new(ts_conn *c, uint32_t msgid) {
 
 static void req_free(ts_req *r) {
   ts_conn *c = r->conn;
-  msgpack_sbuffer_destroy(&r->out);
+  ts_wipe_sbuffer_destroy(&r->out);
   free(r);
   ts_conn_request_done(c);
 }
@@ -81,8 +87,14 @@ static void on_written(uv_write_t *w, int status) {
   req_free(r);
 }
 
-msgpack_packer *ts_req_result(ts_req *r) {
+/* Drops whatever was packed after the head, wiping it. */
+static void discard_result(ts_req *r) {
+  if (r->out.size > r->head_len) sodium_memzero(r->out.data + r->head_len, r->out.size - r->head_len);
   r->out.size = r->head_len;
+}
+
+msgpack_packer *ts_req_result(ts_req *r) {
+  discard_result(r);
   ts_rpc_pack_ok(&r->pk);
   return &r->pk;
 }
@@ -100,7 +112,7 @@ void ts_req_send(ts_req *r) {
 
 void ts_req_fail(ts_req *r, int err, const char *detail) {
   ts_stats_count_error(&r->conn->server->stats, err);
-  r->out.size = r->head_len;
+  discard_result(r);
   ts_rpc_pack_error(&r->pk, ts_err_code(err), detail ? detail : ts_strerror(err));
   ts_req_send(r);
 }

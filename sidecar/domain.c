@@ -1,3 +1,7 @@
+/* sidecar/domain.c: the state the handlers share (see domain.h): open in dependency order,
+ * close in reverse. Close order matters: the writer's done callbacks sign tokens (keys) and
+ * reply, so the writer stops first (every completion delivered), then the sweeper, then the
+ * keys, then the store. */
 #include "domain.h"
 
 #include "error.h"
@@ -36,9 +40,9 @@ int ts_domain_open(ts_domain *d, const ts_config *cfg, void *uv_loop) {
 }
 
 void ts_domain_close(ts_domain *d) {
-  ts_keys_close(&d->keys);
+  if (d->writer) ts_writer_stop(d->writer); /* its completions use the keys */
   if (d->sweeper) ts_sweeper_stop(d->sweeper);
-  if (d->writer) ts_writer_stop(d->writer);
+  ts_keys_close(&d->keys);
   ts_store_close(d->store);
   d->sweeper = NULL;
   d->writer = NULL;

@@ -17,8 +17,11 @@
  * order (active, next, others by mtime desc then kid). The struct lives in sodium_malloc'd
  * memory; keys move only by memmove within it or through a stack copy that is wiped.
  *
- * Permissions: like ssh, a key file that group or others may read or write refuses the whole
- * directory, even a public-only one (a writable public key is as bad as a readable secret). */
+ * Trust: like ssh, a key file that group or others may read or write refuses the whole
+ * directory, even a public-only one (a writable public key is as bad as a readable secret);
+ * so does a key file owned by anyone but the daemon's effective uid or root (its owner could
+ * swap the key or chmod it open), and a key directory that group or others may write (they
+ * could add, replace or delete key files). Errors name the path, never the key. */
 #include "keyring.h"
 
 #include "error.h"
@@ -168,6 +171,10 @@ static int read_small(int dfd, const char *dir, const char *name, int secret,
   } else if (secret && (f->st.st_mode & 077)) {
     set_err(err, errlen, "%s/%s: permissions %04o are too open: group and others must have "
             "no access (chmod 600)", dir, name, (unsigned)(f->st.st_mode & 07777));
+    rc = TS_ECONFIG;
+  } else if (secret && f->st.st_uid != geteuid() && f->st.st_uid != 0) {
+    set_err(err, errlen, "%s/%s: owned by uid %u: a key file must be owned by the daemon's "
+            "uid %u or root", dir, name, (unsigned)f->st.st_uid, (unsigned)geteuid());
     rc = TS_ECONFIG;
   } else if (read_whole(fd, f) != 0) {
     if (errno == EFBIG)
@@ -442,6 +449,18 @@ static int load_dir(ts_keyring *kr, char *err, size_t errlen) {
   DIR *d = opendir(kr->dir);
   if (!d) {
     set_err(err, errlen, "%s: %s", kr->dir, strerror(errno));
+    return TS_ECONFIG;
+  }
+  struct stat st;
+  if (fstat(dirfd(d), &st) != 0) {
+    set_err(err, errlen, "%s: %s", kr->dir, strerror(errno));
+    closedir(d);
+    return TS_ECONFIG;
+  }
+  if (st.st_mode & 022) {
+    set_err(err, errlen, "%s: permissions %04o are too open: group and others must not write "
+            "to the key directory (chmod go-w)", kr->dir, (unsigned)(st.st_mode & 07777));
+    closedir(d);
     return TS_ECONFIG;
   }
   struct dirent *de;

@@ -2,8 +2,10 @@
  *
  * Start: config -> domain (store, keys) -> server (socket) -> READY=1 -> loop.
  * Stop (SIGTERM/SIGINT): the server drains its connections, then on_drained closes the last
- * handles so uv_run returns; the domain is shut down (threads joined, store synced) and the
- * process exits 0. */
+ * handles. uv_run returns only once the writer is idle too (it holds the loop while a write's
+ * completion is owed, also for connections closed at the shutdown timeout); then the domain
+ * is shut down (writer, sweeper, keys, store: threads joined, store synced) and the process
+ * exits 0. */
 #include "config.h"
 #include "domain.h"
 #include "error.h"
@@ -53,8 +55,8 @@ int main(int argc, char **argv) {
   domain.keys.on_change = on_keys_changed;
   domain.keys.on_change_ctx = &server;
   ts_notify("READY=1");
-  uv_run(loop, UV_RUN_DEFAULT);
-  ts_domain_close(&domain); /* every write applied, threads joined, store synced */
+  uv_run(loop, UV_RUN_DEFAULT); /* returns when drained and every write completed */
+  ts_domain_close(&domain); /* threads joined, keys closed, store synced */
   uv_run(loop, UV_RUN_DEFAULT); /* the writer's async handle closes */
   uv_loop_close(loop);
   ts_log(TS_LOG_INFO, "stopped", NULL);

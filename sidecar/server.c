@@ -1,7 +1,8 @@
 /* sidecar/server.c: the listening socket, the door (peer credentials), signals, graceful stop.
  *
  * The door: every accepted connection's SO_PEERCRED is checked before a byte is read; a peer
- * whose uid is not in --allow-uid and whose gid is not in --allow-gid is closed at once.
+ * whose uid is not in --allow-uid and whose gid is not in --allow-gid is closed at once, and so
+ * is one whose credentials cannot be read (logged without any id: there is none to trust).
  *
  * Connection cap: when max_connections are open we do not call uv_accept; libuv then stops
  * polling the listener and further clients wait in the kernel's backlog. Each close accepts
@@ -10,7 +11,8 @@
  * Graceful stop (SIGTERM/SIGINT): close the listener, stop reading, answer every request
  * already read (complete messages in a connection's buffer included), flush, close. When the
  * last connection is gone, on_drained runs (main stops the writer and the loop). After
- * --shutdown-timeout, connections whose peer does not read are closed anyway. */
+ * --shutdown-timeout, connections whose peer does not read are closed anyway; requests of
+ * theirs still in the writer finish (unanswered) before the loop ends (writer.c). */
 #include "server.h"
 
 #include "error.h"
@@ -112,11 +114,23 @@ static void accept_one(ts_server *s) {
     uv_close((uv_handle_t *)&c->pipe, on_rejected_close);
     return;
   }
+  /* Credentials that cannot be read reject the peer; cr is only looked at once it was filled
+   * (it is not initialised, so logging it then would print stack garbage). */
   uv_os_fd_t fd;
   struct ucred cr;
   socklen_t len = sizeof(cr);
-  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
-      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0 || !peer_allowed(s, &cr)) {
+  int err = 0;
+  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0) err = EBADF;
+  else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) err = errno;
+  else if (len != sizeof(cr)) err = EPROTO;
+  if (err) {
+    s->stats.rejected_peers++;
+    ts_log(TS_LOG_WARN, "cannot read the peer's credentials; connection closed", "{s:s}",
+           "error", strerror(err));
+    uv_close((uv_handle_t *)&c->pipe, on_rejected_close);
+    return;
+  }
+  if (!peer_allowed(s, &cr)) {
     s->stats.rejected_peers++;
     ts_log(TS_LOG_WARN, "peer not allowed; connection closed", "{s:i, s:i, s:i}", "uid",
            (int)cr.uid, "gid", (int)cr.gid, "pid", (int)cr.pid);

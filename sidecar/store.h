@@ -13,9 +13,9 @@
  *   - Values returned by get/cursor calls point into the store's memory: valid until the
  *     transaction ends or writes to that table. Copy what must outlive it.
  * Errors: TS_ENOTFOUND (no such key), TS_EMAPFULL (the store is full: ts_store_put refuses new
- * data once the pages in use reach --max-store-bytes minus a reserve kept for deletes and
- * revocations; at the cap itself LMDB refuses; the transaction must then be aborted: nothing of
- * it is written), TS_EIO, TS_ENOMEM. */
+ * data in a write transaction that began with the pages in use at --max-store-bytes minus a
+ * reserve kept for deletes and revocations; at the cap itself LMDB refuses; the transaction
+ * must then be aborted: nothing of it is written), TS_EIO, TS_ENOMEM. */
 #ifndef TS_STORE_H
 #define TS_STORE_H
 

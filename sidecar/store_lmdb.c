@@ -6,13 +6,20 @@
  * and callers answer `unavailable`.
  * The delete reserve: LMDB copies every page it changes, so a delete needs free pages too; a
  * store filled to the very end could not even revoke a session or sweep an expired one, and
- * would stay full for good. So puts stop short of the cap: a put that would find the pages in
- * use at or above the cap minus a reserve (1/8 of it, 256 KiB .. 64 MiB) answers TS_EMAPFULL
- * before touching anything, and only deletes and revocations reach into the reserve, in
- * tiers: revocations anyone could make up stop at half of it, revocations of something that
- * exists (ts_store_reserve_all) at a margin of 1/8 of it, kept for deletes and for the pages a
- * commit itself needs, so that a flood cannot make a group commit fail at the hard cap. The
- * file itself never grows past the cap.
+ * would stay full for good. So puts stop short of the cap: once the pages in use reach the cap
+ * minus a reserve (1/8 of it, 256 KiB .. 64 MiB), puts answer TS_EMAPFULL before touching
+ * anything, and only deletes and urgent puts (revocations) reach into the reserve, in tiers:
+ * revocations anyone could make up stop at half of it, revocations of something that exists
+ * (ts_store_reserve_all) at a margin of 1/8 of it, kept for deletes and for the pages a commit
+ * itself needs, so that a flood cannot make a group commit fail at the hard cap. The file
+ * itself never grows past the cap.
+ * The decision is taken once per write transaction, on the pages in use when it begins (each
+ * writer operation is its own nested transaction), never put by put: how many pages one
+ * operation adds depends on where its random keys land (page splits), so a put-by-put check
+ * refused an operation half way and then admitted the same operation with other keys, and a
+ * store that had answered "full" took new data again with nothing freed. Now an operation that
+ * begins below a limit completes (overshooting by at most one operation's pages), and once the
+ * limit is reached every operation of that tier is refused until something is deleted.
  * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
  * ts_store_sync being called periodically by the writer.
  * MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so a reader
@@ -43,7 +50,8 @@ struct ts_txn {
   ts_store *store;
   MDB_txn *txn;
   bool write;
-  bool reserve_all; /* ts_store_reserve_all */
+  size_t pages_at_start; /* write: the pages in use when it began (the reserve tiers) */
+  bool reserve_all;      /* ts_store_reserve_all */
 };
 
 struct ts_cursor {
@@ -212,6 +220,8 @@ int ts_store_file_id(ts_store *s, uint64_t *id) {
   return 0;
 }
 
+static size_t pages_in_use(ts_txn *t);
+
 static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
   ts_txn *t = malloc(sizeof(*t));
   if (!t) return TS_ENOMEM;
@@ -223,6 +233,7 @@ static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
   t->store = s;
   t->write = write;
   t->reserve_all = false;
+  t->pages_at_start = write ? pages_in_use(t) : 0;
   *out = t;
   return 0;
 }
@@ -276,7 +287,7 @@ static int put_raw(ts_txn *t, enum ts_table tb, const void *key, size_t klen, co
 
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen) {
-  if (pages_in_use(t) >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
+  if (t->pages_at_start >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
   return put_raw(t, tb, key, klen, val, vlen);
 }
 
@@ -285,7 +296,7 @@ void ts_store_reserve_all(ts_txn *t) { t->reserve_all = true; }
 int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
                         const void *val, size_t vlen) {
   size_t limit = t->reserve_all ? t->store->verified_limit_pages : t->store->urgent_limit_pages;
-  if (pages_in_use(t) >= limit) return TS_EMAPFULL;
+  if (t->pages_at_start >= limit) return TS_EMAPFULL;
   return put_raw(t, tb, key, klen, val, vlen);
 }
 

@@ -1,6 +1,11 @@
 /* sidecar/writer.c: see writer.h. Two lists cross threads, each under its own mutex:
  * `queue` (loop -> writer) and `done` (writer -> loop). Nothing else is shared; operations
- * are touched by one thread at a time, handed over with the lists. */
+ * are touched by one thread at a time, handed over with the lists.
+ *
+ * Lifetime: the async handle is referenced exactly while operations are outstanding
+ * (`outstanding`, loop thread only: submitted, done not yet called). So uv_run does not return
+ * while a completion is owed: every done callback runs on the loop, with the server and the
+ * keys still there, even when the connections that asked were closed at the shutdown timeout. */
 #include "writer.h"
 
 #include "error.h"
@@ -25,6 +30,7 @@ struct ts_writer {
   pthread_mutex_t done_lock;
   ts_write *done_head, *done_tail;
   uv_async_t async;
+  uint64_t outstanding; /* loop thread: submitted, done not yet called */
   _Atomic uint64_t commits, writes, failed_commits;
 };
 
@@ -126,6 +132,8 @@ static void deliver_done(ts_writer *w) {
   pthread_mutex_unlock(&w->done_lock);
   while (op) {
     ts_write *next = op->next;
+    /* Before done: a done that submits again takes the reference back itself. */
+    if (--w->outstanding == 0) uv_unref((uv_handle_t *)&w->async);
     op->done(op, op->status);
     op = next;
   }
@@ -147,7 +155,7 @@ int ts_writer_start(ts_writer **out, uv_loop_t *loop, ts_store *store, bool rela
   pthread_condattr_destroy(&ca);
   uv_async_init(loop, &w->async, on_async);
   w->async.data = w;
-  uv_unref((uv_handle_t *)&w->async); /* the loop ends when the server is done, not with us */
+  uv_unref((uv_handle_t *)&w->async); /* idle, the writer does not keep the loop alive */
   if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
     uv_close((uv_handle_t *)&w->async, NULL);
     free(w); /* the async handle is closed before the loop runs again: main exits */
@@ -159,6 +167,7 @@ int ts_writer_start(ts_writer **out, uv_loop_t *loop, ts_store *store, bool rela
 
 void ts_writer_submit(ts_writer *w, ts_write *op) {
   op->next = NULL;
+  if (w->outstanding++ == 0) uv_ref((uv_handle_t *)&w->async); /* the loop waits for done */
   pthread_mutex_lock(&w->lock);
   list_append(&w->queue_head, &w->queue_tail, op, op);
   pthread_cond_signal(&w->wake);

@@ -9,7 +9,10 @@
  * batch was written).
  *
  * Ownership: a submitted ts_write belongs to the writer until its done callback runs; done
- * owns it again (and usually frees the struct that embeds it). */
+ * owns it again (and usually frees the struct that embeds it).
+ *
+ * The loop: while any operation's done callback is owed, the writer keeps the loop alive
+ * (uv_run does not return), so done callbacks always run before main shuts the domain down. */
 #ifndef TS_WRITER_H
 #define TS_WRITER_H
 
@@ -38,7 +41,9 @@ typedef struct ts_writer_stats {
 int ts_writer_start(ts_writer **out, uv_loop_t *loop, ts_store *store, bool relaxed);
 /* Loop thread. */
 void ts_writer_submit(ts_writer *w, ts_write *op);
-/* Applies and completes everything queued, then joins the thread and frees the writer. */
+/* Applies and completes everything queued, then joins the thread and frees the writer.
+ * Called after uv_run returned (the writer is idle then); before the keys and the store close,
+ * since done callbacks may sign tokens and read the store. */
 void ts_writer_stop(ts_writer *w);
 void ts_writer_stats_get(ts_writer *w, ts_writer_stats *out);
 

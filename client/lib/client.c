@@ -11,20 +11,26 @@
  * out of memory never happens after the daemon may have acted on a request.
  *
  * Notifications are queued by the reader whenever any call reads; tessera_next_notification
- * is one more pump_until condition ("a note is queued, or one was lost"). */
+ * is one more pump_until condition ("a note is queued, or one was lost").
+ *
+ * Secrets: request buffers and the input buffer are wiped before they are freed, and replies
+ * nobody took are wiped when dropped (proto/wipe.h). */
 #include "internal.h"
 
 #include "error.h"
 #include "json.h"
 #include "rpc.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,70 +72,6 @@ static void clear_error(tessera_error *err) {
   err->message[0] = '\0';
 }
 
-/* ---- connection ----------------------------------------------------------------------- */
-
-TESSERA_EXPORT const char *tessera_default_socket(void) {
-  const char *env = getenv("TESSERA_SOCKET");
-  return env && *env ? env : TESSERA_DEFAULT_SOCKET;
-}
-
-/* Connects fd to path, blocking (a full listen backlog waits, as PROTOCOL.md describes), then
- * makes it non-blocking. Returns 0, or -1 with errno set. */
-static int connect_unix(int fd, const char *path) {
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  size_t n = strlen(path);
-  if (n == 0 || n >= sizeof(sa.sun_path)) {
-    errno = n ? ENAMETOOLONG : ENOENT;
-    return -1;
-  }
-  memcpy(sa.sun_path, path, n + 1);
-  int rc;
-  do {
-    rc = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
-  } while (rc < 0 && errno == EINTR); /* AF_UNIX: an interrupted connect left it unconnected */
-  if (rc < 0 && errno != EISCONN) return -1;
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-  return 0;
-}
-
-TESSERA_EXPORT int tessera_connect(const char *socket_path, tessera_client **out) {
-  if (!out) return TESSERA_EINVAL;
-  *out = NULL;
-  if (!socket_path) socket_path = tessera_default_socket();
-  tessera_client *c = calloc(1, sizeof(*c));
-  if (!c) return TESSERA_ENOMEM;
-  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (c->fd < 0 || connect_unix(c->fd, socket_path) < 0) {
-    int saved = errno;
-    if (c->fd >= 0) close(c->fd);
-    free(c);
-    errno = saved;
-    return TESSERA_ECONNECT;
-  }
-  c->next_msgid = 1;
-  ts_scan_init(&c->scan);
-  ts_inflight_init(&c->inflight);
-  *out = c;
-  return 0;
-}
-
-TESSERA_EXPORT void tessera_close(tessera_client *c) {
-  if (!c) return;
-  if (c->fd >= 0) close(c->fd);
-  ts_inflight_close(&c->inflight);
-  ts_note *n;
-  while ((n = ts_client_take_note(c))) ts_note_free(n);
-  free(c->in);
-  free(c);
-}
-
-TESSERA_EXPORT int tessera_fd(const tessera_client *c) {
-  return c ? c->fd : -1;
-}
-
 /* ---- time ----------------------------------------------------------------------------- */
 
 /* Nanoseconds on the monotonic clock: deadlines keep full precision, so a timeout never ends
@@ -153,6 +95,89 @@ static int remaining_ms(int64_t deadline) {
   if (left <= 0) return 0;
   left = (left + 999999) / 1000000;
   return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* ---- connection ----------------------------------------------------------------------- */
+
+TESSERA_EXPORT const char *tessera_default_socket(void) {
+  const char *env = getenv("TESSERA_SOCKET");
+  return env && *env ? env : TESSERA_DEFAULT_SOCKET;
+}
+
+/* Connects fd to path, then makes it non-blocking. The connect blocks while the daemon's listen
+ * backlog is full (as PROTOCOL.md describes), but no longer than timeout_ms (< 0: no limit):
+ * for AF_UNIX, SO_SNDTIMEO bounds that wait and connect then fails with EAGAIN; the loop
+ * re-arms it with the time left after EINTR or an early EAGAIN, and reports ETIMEDOUT once the
+ * deadline passed. Returns 0, or -1 with errno set. */
+static int connect_unix(int fd, const char *path, int timeout_ms) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof(sa.sun_path)) {
+    errno = n ? ENAMETOOLONG : ENOENT;
+    return -1;
+  }
+  memcpy(sa.sun_path, path, n + 1);
+  int64_t deadline = deadline_of(timeout_ms);
+  for (;;) {
+    int t = remaining_ms(deadline);
+    if (t == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    struct timeval tv = {.tv_sec = t < 0 ? 0 : t / 1000, .tv_usec = t < 0 ? 0 : (t % 1000) * 1000};
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) return -1;
+    if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EISCONN) break;
+    /* AF_UNIX: an interrupted or timed-out connect left the socket unconnected: try again. */
+    if (errno != EINTR && errno != EAGAIN) return -1;
+  }
+  struct timeval none = {0, 0};
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) != 0) return -1;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+  return 0;
+}
+
+TESSERA_EXPORT int tessera_connect_timeout(const char *socket_path, int timeout_ms,
+                                           tessera_client **out) {
+  if (!out) return TESSERA_EINVAL;
+  *out = NULL;
+  if (!socket_path) socket_path = tessera_default_socket();
+  tessera_client *c = calloc(1, sizeof(*c));
+  if (!c) return TESSERA_ENOMEM;
+  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0 || connect_unix(c->fd, socket_path, timeout_ms) < 0) {
+    int saved = errno;
+    if (c->fd >= 0) close(c->fd);
+    free(c);
+    errno = saved;
+    return TESSERA_ECONNECT;
+  }
+  c->next_msgid = 1;
+  ts_scan_init(&c->scan);
+  ts_inflight_init(&c->inflight);
+  *out = c;
+  return 0;
+}
+
+TESSERA_EXPORT int tessera_connect(const char *socket_path, tessera_client **out) {
+  return tessera_connect_timeout(socket_path, TESSERA_CONNECT_TIMEOUT_MS, out);
+}
+
+TESSERA_EXPORT void tessera_close(tessera_client *c) {
+  if (!c) return;
+  if (c->fd >= 0) close(c->fd);
+  ts_inflight_close(&c->inflight);
+  ts_note *n;
+  while ((n = ts_client_take_note(c))) ts_note_free(n);
+  if (c->in) sodium_memzero(c->in, c->in_len); /* unconsumed reply bytes */
+  free(c->in);
+  free(c);
+}
+
+TESSERA_EXPORT int tessera_fd(const tessera_client *c) {
+  return c ? c->fd : -1;
 }
 
 /* ---- writing -------------------------------------------------------------------------- */
@@ -229,7 +254,7 @@ static int send_request(tessera_client *c, const char *method, const json_t *par
   msgpack_sbuffer sb;
   msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_packer_init(&pk, &sb, ts_wipe_sbuffer_write); /* requests carry sids and tokens */
   int rc = pack_request(&pk, id, method, params);
   if (rc < 0) goto out;
   if (msgid_out && !ts_inflight_add(&c->inflight, id)) {
@@ -243,7 +268,7 @@ static int send_request(tessera_client *c, const char *method, const json_t *par
   }
   if (msgid_out) *msgid_out = id;
 out:
-  msgpack_sbuffer_destroy(&sb);
+  ts_wipe_sbuffer_destroy(&sb);
   return rc;
 }
 

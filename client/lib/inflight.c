@@ -2,8 +2,12 @@
  *
  * Chained hashing on the msgid itself: the client hands out msgids in sequence, so the low bits
  * already spread them evenly and no peer chooses them. The table doubles when the load reaches
- * one; when that allocation fails it simply keeps its size (longer chains, still correct). */
+ * one; when that allocation fails it simply keeps its size (longer chains, still correct).
+ * A reply freed here was never handed to the caller (dropped, timed out, or left at close):
+ * its strings (sids, tokens) are wiped first. */
 #include "internal.h"
+
+#include "wipe.h"
 
 #include <stdlib.h>
 
@@ -17,6 +21,7 @@ void ts_inflight_init(ts_inflight *t) {
 
 void ts_reply_free(ts_reply *r) {
   if (!r) return;
+  ts_wipe_json(r->result);
   json_decref(r->result);
   free(r);
 }

@@ -9,15 +9,21 @@
  *
  * Buffer invariant: after processing, [in_start, in_len) holds only the unfinished head of one
  * message, which the scan has already checked to be shorter than TS_CLIENT_MAX_REPLY; so
- * TS_CLIENT_MAX_REPLY + READ_CHUNK bytes of buffer always leave room to read. */
+ * TS_CLIENT_MAX_REPLY + READ_CHUNK bytes of buffer always leave room to read.
+ *
+ * Secrets: replies carry sids and tokens, so consumed bytes are wiped (when the buffer is
+ * emptied or compacted), growing copies and wipes the old block, and tessera_close wipes
+ * what is left (proto/wipe.h); only bytes that were read are wiped. */
 #include "internal.h"
 
 #include "error.h"
 #include "json.h"
 #include "rpc.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <msgpack.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -152,6 +158,7 @@ static int process_input(tessera_client *c) {
     ts_scan_init(&c->scan);
   }
   if (c->in_start == c->in_len) {
+    sodium_memzero(c->in, c->in_len);
     c->in_start = c->in_len = 0;
     if (c->in_cap > BUFFER_KEEP) { /* a big reply came and went: give the memory back */
       free(c->in);
@@ -165,7 +172,9 @@ static int process_input(tessera_client *c) {
 /* Makes at least READ_MIN bytes of room after in_len. Returns 0 or TESSERA_ENOMEM. */
 static int reserve_input(tessera_client *c) {
   if (c->in_start > 0) {
+    /* [in_len - in_start, in_len) is then stale: consumed bytes, or a copy of the ones moved. */
     memmove(c->in, c->in + c->in_start, c->in_len - c->in_start);
+    sodium_memzero(c->in + c->in_len - c->in_start, c->in_start);
     c->in_len -= c->in_start;
     c->in_start = 0;
   }
@@ -173,10 +182,8 @@ static int reserve_input(tessera_client *c) {
   size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
   if (cap > TS_CLIENT_MAX_REPLY + READ_CHUNK) cap = TS_CLIENT_MAX_REPLY + READ_CHUNK;
   if (cap - c->in_len < READ_MIN) return ts_client_fail_read(c, TESSERA_EPROTO); /* unreachable */
-  uint8_t *in = realloc(c->in, cap);
-  if (!in) return TESSERA_ENOMEM; /* not sticky: nothing was lost, a later call may retry */
-  c->in = in;
-  c->in_cap = cap;
+  if (ts_wipe_grow(&c->in, &c->in_cap, c->in_len, cap) != 0)
+    return TESSERA_ENOMEM; /* not sticky: nothing was lost, a later call may retry */
   return 0;
 }
 

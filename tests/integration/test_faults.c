@@ -2,7 +2,8 @@
  * "Wire and transport"; issue "Hardening", items 3 and 5): the store at its size cap and expiry
  * in a full store, a full disk (a small tmpfs, mounted in a private mount namespace), a low fd
  * limit, a reader killed inside LMDB's reader table, SIGTERM with writes in flight, the door for
- * admin methods, private key file permissions, and no secret in any log line.
+ * admin methods, private key file permissions, SIGTERM with thousands of unread token.pair
+ * replies, and no secret in any log line.
  *
  * Runs as root (mount, setuid, setrlimit), like the rest of the integration suite.
  *
@@ -303,8 +304,18 @@ static void store_at_its_cap(void) {
   fprintf(stderr, "%d sessions of 3.5 KiB acknowledged in 1M, then '%s'\n", acked.n, code);
   TT_EQ_STR(code, "unavailable");
   TT_ASSERT_MSG(acked.n >= 20, "only %d sessions fit", acked.n);
-  expect_code(c, "session.create", json_deep_copy(p), "unavailable"); /* still full */
-  TT_ASSERT(stat_of(c, "error.unavailable") >= 2);
+  /* Full stays full until something is deleted, for new data of any size: the same create
+   * with other random keys, and a create without data, are refused every time (issue 9, item
+   * 5: the reserve was checked put by put, so a create refused half way was followed by one
+   * whose keys split fewer pages, or by a smaller one, that got in). */
+  json_t *small = json_pack("{s:s}", "sub", "filler");
+  for (int i = 0; i < 30; i++) {
+    const char *again = call_code(c, "session.create", json_deep_copy(i % 2 ? small : p), NULL);
+    TT_ASSERT_MSG(strcmp(again, "unavailable") == 0, "%s create #%d after the store said full: "
+                  "got '%s', expected 'unavailable'", i % 2 ? "a small" : "a", i + 1, again);
+  }
+  json_decref(small);
+  TT_EQ_INT(stat_of(c, "error.unavailable"), 31);
   TT_EQ_INT(stat_of(c, "sessions"), acked.n);
   TT_EQ_INT(stat_of(c, "expiry_index"), acked.n);
   /* Every acknowledged session is whole; reads keep being served on any connection. */
@@ -800,6 +811,60 @@ static void sigterm_with_writes_in_flight(void) {
   td_cleanup(&d);
 }
 
+/* SIGTERM while clients have thousands of token.pair requests pipelined and read nothing: the
+ * shutdown timeout closes their connections with writes still queued in the writer. The
+ * writer's completions sign tokens, so they must run before the keys close (issue 9, item 1:
+ * the keyring was freed first and the daemon crashed in its exit path). */
+static void sigterm_with_unread_pairs_exits_cleanly(void) {
+  static const char *const args[] = {"--shutdown-timeout", "1", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  enum { CONNS = 4, PER = 1000 };
+  int fds[CONNS];
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  for (uint32_t k = 0; k < PER; k++) {
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, k + 1);
+    msgpack_pack_str_with_body(&pk, "token.pair", 10);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "sub", 3);
+    msgpack_pack_str_with_body(&pk, "pipeliner", 9);
+  }
+  for (int i = 0; i < CONNS; i++) {
+    fds[i] = tw_connect(d.socket);
+    TT_ASSERT(tw_send(fds[i], sb.data, sb.size)); /* ~40 KiB: fits the socket buffers */
+  }
+  msgpack_sbuffer_destroy(&sb);
+  /* Writes are queued: the first reply of a connection has been sent (read nothing else). */
+  tw_reader rd;
+  tw_reader_init(&rd, fds[0]);
+  uint32_t id;
+  char code[32];
+  TT_ASSERT_MSG(tw_read_response(&rd, 30000, &id, code, sizeof(code)), "no reply at all");
+  TT_EQ_STR(code, "");
+  kill(d.pid, SIGTERM);
+  int st = wait_exit(d.pid, 60000);
+  d.pid = 0;
+  char *log = td_read_log(&d);
+  TT_ASSERT(log != NULL);
+  TT_ASSERT_MSG(st != -1, "tesserad did not exit within 60 s of SIGTERM");
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad %s %d after SIGTERM; log tail:\n%s",
+                WIFSIGNALED(st) ? "died of signal" : "exited with", WIFSIGNALED(st) ? WTERMSIG(st)
+                : WEXITSTATUS(st), strlen(log) > 2000 ? log + strlen(log) - 2000 : log);
+  TT_ASSERT_MSG(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error"),
+                "the daemon's log reports a crash");
+  TT_ASSERT_MSG(strstr(log, "\"msg\":\"stopped\""), "no 'stopped' line in the log");
+  free(log);
+  tw_reader_destroy(&rd);
+  for (int i = 0; i < CONNS; i++) close(fds[i]);
+  td_cleanup(&d);
+}
+
 /* ---- the door --------------------------------------------------------------------------- */
 
 static void admin_methods_need_an_admin_uid(void) {
@@ -1104,6 +1169,7 @@ static const tt_case cases[] = {
     TT_CASE(paused_reading_is_not_a_message_timeout),
     TT_CASE(killed_reader_is_cleared),
     TT_CASE(sigterm_with_writes_in_flight),
+    TT_CASE(sigterm_with_unread_pairs_exits_cleanly),
     TT_CASE(admin_methods_need_an_admin_uid),
     TT_CASE(open_private_key_refuses_start),
     TT_CASE(no_secret_in_any_log_line),

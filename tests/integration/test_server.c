@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -300,6 +301,36 @@ static void disallowed_peer_is_cut_off_before_parsing(void) {
   td_cleanup(&d);
 }
 
+/* Issue 9, item 2: when SO_PEERCRED cannot be read (forced here by an LD_PRELOAD shim), the
+ * peer is rejected before a byte is read and the log line carries the reason, not ids the
+ * daemon never learned (it used to log its uninitialised struct as uid/gid/pid). */
+static void unreadable_peer_credentials_reject(void) {
+  td_daemon d;
+  TT_ASSERT(setenv("LD_PRELOAD", TT_PEERCRED_FAIL, 1) == 0); /* for the daemon only */
+  td_start(&d, NULL);
+  TT_ASSERT(unsetenv("LD_PRELOAD") == 0);
+  int fd = tw_connect(d.socket);
+  tw_send_request(fd, 1, "sys.ping"); /* may fail: closed already */
+  TT_ASSERT_MSG(tw_closed_within(fd, 5000), "a peer without credentials was served");
+  close(fd);
+  int st = td_stop(&d);
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad exit status %d", st);
+  char *log = td_read_log(&d);
+  TT_ASSERT(log != NULL);
+  const char *line = strstr(log, "\"msg\":\"cannot read the peer's credentials; connection closed\"");
+  TT_ASSERT_MSG(line != NULL, "no log line for the refused peer:\n%s", log);
+  const char *eol = strchr(line, '\n');
+  size_t n = eol ? (size_t)(eol - line) : strlen(line);
+  char one[512];
+  snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) - 1 ? n : sizeof(one) - 1), line);
+  TT_ASSERT_MSG(strstr(one, "\"error\":") && !strstr(one, "\"uid\"") && !strstr(one, "\"pid\""),
+                "the refusal logs ids it never read: %s", one);
+  TT_ASSERT_MSG(!strstr(log, "peer not allowed"), "logged as a disallowed peer with ids");
+  TT_ASSERT_MSG(!strstr(log, "\"msg\":\"connection accepted\""), "the peer was accepted");
+  free(log);
+  td_cleanup(&d);
+}
+
 static void many_connections_pipelining(void) {
   td_daemon d;
   td_start(&d, NULL);
@@ -489,6 +520,88 @@ static void cli_ping_stats_and_call(void) {
   td_cleanup(&d);
 }
 
+/* ---- the client library: bounded waits ---------------------------------------------- */
+
+static long long mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A Unix socket that listens and never accepts, its backlog filled (listen(0) queues one). */
+static int stuck_listener(const char *path, int *filler) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  TT_ASSERT(fd >= 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  TT_ASSERT(strlen(path) < sizeof(sa.sun_path));
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  unlink(path);
+  TT_ASSERT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+  TT_ASSERT(listen(fd, 0) == 0);
+  /* Fill the backlog: non-blocking connects until the kernel refuses one (EAGAIN). */
+  int n = 0;
+  for (;; n++) {
+    TT_ASSERT_MSG(n < 16, "the backlog never filled");
+    filler[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    TT_ASSERT(filler[n] >= 0);
+    if (connect(filler[n], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+      TT_ASSERT_MSG(errno == EAGAIN, "filler connect: %s", strerror(errno));
+      close(filler[n]);
+      break;
+    }
+  }
+  filler[n] = -1;
+  return fd;
+}
+
+/* Issue 9, item 3: tessera_connect used to block for as long as the daemon's backlog stayed
+ * full (the local verifier connects under a mutex). Connect honours a limit, and a call on a
+ * connection nobody serves honours its timeout. Deadlines are generous (10x): not a speed test. */
+static void client_waits_are_bounded(void) {
+  char dir[] = "/tmp/tessera-stuck.XXXXXX", path[128];
+  TT_ASSERT(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof(path), "%s/stuck.sock", dir);
+  int filler[17];
+  int lfd = stuck_listener(path, filler);
+  tessera_client *c = (tessera_client *)1;
+  long long t0 = mono_ms();
+  int rc = tessera_connect_timeout(path, 200, &c);
+  int saved = errno;
+  long long took = mono_ms() - t0;
+  TT_EQ_INT(rc, TESSERA_ECONNECT);
+  TT_ASSERT(c == NULL);
+  TT_ASSERT_MSG(saved == ETIMEDOUT, "errno %s, expected ETIMEDOUT", strerror(saved));
+  TT_ASSERT_MSG(took >= 150 && took < 2000, "connect with a 200 ms limit took %lld ms", took);
+  t0 = mono_ms(); /* the default limit, as the local verifier uses */
+  rc = tessera_connect(path, &c);
+  saved = errno;
+  took = mono_ms() - t0;
+  TT_EQ_INT(rc, TESSERA_ECONNECT);
+  TT_ASSERT_MSG(saved == ETIMEDOUT, "errno %s, expected ETIMEDOUT", strerror(saved));
+  TT_ASSERT_MSG(took < 10LL * TESSERA_CONNECT_TIMEOUT_MS, "tessera_connect took %lld ms", took);
+  /* Room in the backlog: the connection is made, but nobody ever reads it; the call times out. */
+  for (int i = 0; filler[i] >= 0; i++) close(filler[i]);
+  close(lfd);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  unlink(path);
+  TT_ASSERT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 8) == 0);
+  TT_EQ_INT(tessera_connect_timeout(path, 200, &c), 0);
+  tessera_error err;
+  json_t *res = NULL;
+  t0 = mono_ms();
+  rc = tessera_call(c, "sys.ping", NULL, 200, &res, &err);
+  took = mono_ms() - t0;
+  TT_EQ_INT(rc, TESSERA_ETIMEDOUT);
+  TT_ASSERT(res == NULL);
+  TT_ASSERT_MSG(took < 2000, "a call with a 200 ms timeout took %lld ms", took);
+  tessera_close(c);
+  close(fd);
+  unlink(path);
+  rmdir(dir);
+}
+
 static const tt_case cases[] = {
     TT_CASE(ping_answers),
     TT_CASE(errors_are_named),
@@ -499,11 +612,13 @@ static const tt_case cases[] = {
     TT_CASE(dripping_client_is_cut_off),
     TT_CASE(socket_is_not_world_accessible),
     TT_CASE(disallowed_peer_is_cut_off_before_parsing),
+    TT_CASE(unreadable_peer_credentials_reject),
     TT_CASE(many_connections_pipelining),
     TT_CASE(non_reading_client_is_paused),
     TT_CASE(connection_cap_sheds_new_connections),
     TT_CASE(sigterm_under_load_answers_what_was_read),
     TT_CASE(stale_socket_is_replaced_but_not_a_file),
     TT_CASE(cli_ping_stats_and_call),
+    TT_CASE(client_waits_are_bounded),
 };
 TT_MAIN(cases)

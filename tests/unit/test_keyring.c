@@ -244,6 +244,47 @@ static void too_open_file_refused(void) {
   teardown();
 }
 
+/* A key file owned by another uid (not root) is refused, whatever its mode; root's is taken.
+ * Runs as root (like the suite): chown to nobody's uid. */
+static void foreign_owner_refused(void) {
+  setup();
+  TT_ASSERT_MSG(geteuid() == 0, "this case needs root (chown)");
+  write_file("a1.jwk", A1_JWK, 0600);
+  TT_EQ_INT(chown(path_of("a1.jwk"), 65534, 65534), 0);
+  TT_EQ_INT(open_fails(0), TS_ECONFIG);
+  TT_ASSERT_MSG(strstr(g_err, path_of("a1.jwk")) != NULL && strstr(g_err, "owned by uid 65534"),
+                "message: %s", g_err);
+  TT_ASSERT(strstr(g_err, "nWGx") == NULL);
+  TT_EQ_INT(open_fails(1), TS_ECONFIG);
+  write_file("a1.jwk", A1_PUB, 0600); /* a public-only key too: its owner could swap it */
+  TT_EQ_INT(open_fails(0), TS_ECONFIG);
+  /* Owned by the daemon's uid (root here) again: taken. Root's files are trusted too when the
+   * daemon runs as another uid (the mode check still applies). */
+  TT_EQ_INT(chown(path_of("a1.jwk"), 0, 0), 0);
+  write_file("a1.jwk", A1_JWK, 0600);
+  ts_keyring_free(open_ok(0, 0));
+  teardown();
+}
+
+/* A key directory group or others may write is refused (they could plant or swap keys). */
+static void writable_dir_refused(void) {
+  setup();
+  write_file("a1.jwk", A1_JWK, 0600);
+  static const mode_t modes[] = {0720, 0702, 0770, 0777, 01777};
+  for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+    TT_EQ_INT(chmod(g_dir, modes[i]), 0);
+    TT_EQ_INT(open_fails(0), TS_ECONFIG);
+    TT_ASSERT_MSG(strstr(g_err, g_dir) != NULL && strstr(g_err, "key directory"), "mode %04o: %s",
+                  (unsigned)modes[i], g_err);
+    TT_ASSERT(strstr(g_err, "nWGx") == NULL);
+    TT_EQ_INT(open_fails(1), TS_ECONFIG);
+  }
+  TT_EQ_INT(chmod(g_dir, 0755), 0); /* readable by others is fine: the files are 0600 */
+  ts_keyring_free(open_ok(0, 0));
+  TT_EQ_INT(chmod(g_dir, 0700), 0);
+  teardown();
+}
+
 static void unusable_file_named(void) {
   setup();
   write_file("a1.jwk", A1_JWK, 0600);
@@ -568,6 +609,8 @@ static const tt_case cases[] = {
     TT_CASE(jwk_import_rejects),
     TT_CASE(a1_key_in_dir),
     TT_CASE(too_open_file_refused),
+    TT_CASE(foreign_owner_refused),
+    TT_CASE(writable_dir_refused),
     TT_CASE(unusable_file_named),
     TT_CASE(odd_entries_skipped),
     TT_CASE(no_private_key_refused),

@@ -74,10 +74,17 @@ typedef struct tessera_client tessera_client;
  * Static or environment storage; do not free. */
 const char *tessera_default_socket(void);
 
-/* Connects to socket_path (NULL: tessera_default_socket()). On success *out is a new client
- * the caller frees with tessera_close. On error *out is NULL; on TESSERA_ECONNECT errno holds
- * the reason (ENOENT, ECONNREFUSED, EACCES, ENAMETOOLONG...). The descriptor is close-on-exec. */
+/* How long tessera_connect waits for a daemon whose listen backlog is full, in ms. */
+#define TESSERA_CONNECT_TIMEOUT_MS 2000
+
+/* Connects to socket_path (NULL: tessera_default_socket()), waiting at most
+ * TESSERA_CONNECT_TIMEOUT_MS while the daemon's listen backlog is full. On success *out is a
+ * new client the caller frees with tessera_close. On error *out is NULL; on TESSERA_ECONNECT
+ * errno holds the reason (ENOENT, ECONNREFUSED, EACCES, ENAMETOOLONG, ETIMEDOUT when the
+ * backlog stayed full...). The descriptor is close-on-exec. */
 int tessera_connect(const char *socket_path, tessera_client **out);
+/* tessera_connect with its own limit: timeout_ms (< 0: wait as long as the backlog is full). */
+int tessera_connect_timeout(const char *socket_path, int timeout_ms, tessera_client **out);
 
 /* Closes the connection and frees the client and every reply it still held. NULL is allowed. */
 void tessera_close(tessera_client *c);

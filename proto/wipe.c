@@ -1,0 +1,64 @@
+/* proto/wipe.c: see wipe.h. */
+#include "wipe.h"
+
+#include <sodium.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ts_wipe_grow(uint8_t **buf, size_t *cap, size_t used, size_t ncap) {
+  uint8_t *nb = malloc(ncap ? ncap : 1);
+  if (!nb) return -1;
+  if (*buf) {
+    if (used) memcpy(nb, *buf, used);
+    sodium_memzero(*buf, used);
+    free(*buf);
+  }
+  *buf = nb;
+  *cap = ncap;
+  return 0;
+}
+
+int ts_wipe_sbuffer_write(void *data, const char *buf, size_t len) {
+  msgpack_sbuffer *sb = data;
+  if (!buf || len == 0) return 0;
+  if (sb->alloc - sb->size < len) {
+    size_t n = sb->alloc ? sb->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+    while (n - sb->size < len) {
+      if (n > SIZE_MAX / 2) return -1;
+      n *= 2;
+    }
+    uint8_t *p = (uint8_t *)sb->data;
+    size_t alloc = sb->alloc;
+    if (ts_wipe_grow(&p, &alloc, sb->size, n) != 0) return -1;
+    sb->data = (char *)p;
+    sb->alloc = alloc;
+  }
+  memcpy(sb->data + sb->size, buf, len);
+  sb->size += len;
+  return 0;
+}
+
+void ts_wipe_sbuffer(msgpack_sbuffer *sb) {
+  if (sb->data) sodium_memzero(sb->data, sb->size);
+  sb->size = 0;
+}
+
+void ts_wipe_sbuffer_destroy(msgpack_sbuffer *sb) {
+  ts_wipe_sbuffer(sb);
+  msgpack_sbuffer_destroy(sb);
+}
+
+void ts_wipe_json(json_t *v) {
+  if (!v || v->refcount != 1) return;
+  if (json_is_string(v)) {
+    /* jansson owns the bytes; v is about to be freed by its only holder. */
+    sodium_memzero((char *)json_string_value(v), json_string_length(v));
+  } else if (json_is_array(v)) {
+    for (size_t i = 0; i < json_array_size(v); i++) ts_wipe_json(json_array_get(v, i));
+  } else if (json_is_object(v)) {
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) ts_wipe_json(x);
+  }
+}
