@@ -1093,31 +1093,32 @@ static void revocation_list_is_swept(void) {
   stop_clean(&d);
 }
 
-/* A token is accepted through the second exp + leeway; its revocation must stay in force through
- * that same second, whatever the sweeper does, and a family must be refreshable through it. */
+/* A token is accepted while now < exp + leeway: its last second is exp + leeway - 1. Its
+ * revocation must stay in force through that second, whatever the sweeper does, and a family
+ * must be refreshable through it. */
 static void revocation_holds_through_the_last_second(void) {
   static const char *const args[] = {"--leeway", "0", "--sweep-interval", "100ms", NULL};
   td_daemon d;
   td_start(&d, args);
   tessera_client *c = client_of(&d);
-  json_t *t = call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "vera", "ttl", 2));
+  json_t *t = call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "vera", "ttl", 3));
   json_t *live = call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "vera",
-                                                    "access_ttl", 2, "refresh_ttl", 2));
+                                                    "access_ttl", 3, "refresh_ttl", 3));
   TT_EQ_INT(revoke_token(c, str_of(t, "token")), 1);
   long long exp = int_of(t, "expires_at");
   long long rexp = int_of(live, "refresh_expires_at");
-  wait_clock_past(rexp - 1); /* the refresh token's last second */
+  wait_clock_past(rexp - 2); /* the refresh token's last second */
   json_t *next = NULL;
-  if ((long long)time(NULL) == rexp) { /* still accepted: the family must be there too */
+  if ((long long)time(NULL) == rexp - 1) { /* still accepted: the family must be there too */
     const char *code = refresh(c, str_of(live, "refresh_token"), &next);
-    TT_ASSERT_MSG(code[0] == 0 || (long long)time(NULL) > rexp, "refresh in its last second: %s", code);
+    TT_ASSERT_MSG(code[0] == 0 || (long long)time(NULL) >= rexp, "refresh in its last second: %s", code);
   }
-  wait_clock_past(exp - 1);
+  wait_clock_past(exp - 2);
   int checks = 0;
-  while ((long long)time(NULL) == exp) { /* the whole last second, with ~10 sweeps in it */
+  while ((long long)time(NULL) == exp - 1) { /* the whole last second, with ~10 sweeps in it */
     const char *code = verify(c, str_of(t, "token"), NULL, true);
     TT_ASSERT_MSG(strcmp(code, "revoked") == 0 || (strcmp(code, "expired") == 0 &&
-                                                   (long long)time(NULL) > exp),
+                                                   (long long)time(NULL) >= exp),
                   "a revoked token answered '%s' in its last second", code);
     checks++;
     usleep(50 * 1000);
