@@ -95,6 +95,10 @@ static bool strings_clean(const msgpack_object *o) {
   }
 }
 
+bool ts_param_str_clean(const msgpack_object *o) {
+  return o->type == MSGPACK_OBJECT_STR && strings_clean(o);
+}
+
 static int check_value(const ts_param *p, const msgpack_object *o, ts_param_value *v, char *why,
                        size_t cap) {
   v->present = true;

@@ -47,6 +47,9 @@ int ts_params_parse(const msgpack_object *params, const ts_param *spec, size_t n
  * limit). */
 size_t ts_mp_packed_size(const msgpack_object *o, size_t limit);
 
+/* True when o is a str of valid UTF-8 without NUL (what a STR param accepts, any length). */
+bool ts_param_str_clean(const msgpack_object *o);
+
 /* A NUL-terminated copy of a STR value into out (cap bytes). Returns false if it did not fit. */
 bool ts_param_copy(const ts_param_value *v, char *out, size_t cap);
 
