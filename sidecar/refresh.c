@@ -229,6 +229,12 @@ static int apply_refresh(ts_txn *t, ts_write *w) {
     json_decref(rec);
     return TS_EREVOKED;
   }
+  /* The jti denylist too: token.revoke {jti, exp} names a refresh token's jti as well. */
+  rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
+  if (rc != TS_ENOTFOUND) {
+    json_decref(rec);
+    return rc == 0 ? TS_EREVOKED : rc;
+  }
   const char *current = json_string_value(json_object_get(rec, "current"));
   const char *previous = json_string_value(json_object_get(rec, "previous"));
   int64_t rotated_at = json_integer_value(json_object_get(rec, "rotated_at"));

@@ -697,6 +697,29 @@ static void revoke_by_jti_and_exp(void) {
   stop_clean(&d);
 }
 
+/* The jti denylist binds refresh tokens too: token.revoke {jti, exp} with a refresh token's
+ * jti answers {revoked: 1}, and that token then refreshes no more (it used to rotate). */
+static void revoked_refresh_jti_cannot_refresh(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *p = pair_for(c, "iris"), *twin = pair_for(c, "iris");
+  const char *rt = str_of(p, "refresh_token");
+  json_t *claims = jws_part(rt, 1);
+  TT_EQ_INT(revoke_with(c, json_pack("{s:s, s:I}", "jti", str_of(claims, "jti"), "exp",
+                                     (json_int_t)int_of(claims, "exp"))),
+            1);
+  TT_EQ_STR(refresh(c, rt, NULL), "revoked");
+  TT_EQ_STR(refresh(c, rt, NULL), "revoked"); /* and stays so */
+  /* The other family of the same user is untouched. */
+  json_decref(refresh_ok(c, str_of(twin, "refresh_token")));
+  json_decref(claims);
+  json_decref(twin);
+  json_decref(p);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static void revoke_garbage_answers_zero(void) {
   td_daemon d, other;
   td_start(&d, NULL);
@@ -1533,6 +1556,7 @@ static const tt_case cases[] = {
     TT_CASE(revoke_by_family),
     TT_CASE(revoke_access_token_denylists_its_jti),
     TT_CASE(revoke_by_jti_and_exp),
+    TT_CASE(revoked_refresh_jti_cannot_refresh),
     TT_CASE(revoke_garbage_answers_zero),
     TT_CASE(revoke_needs_exactly_one_target),
     TT_CASE(user_revoke_logs_out_everywhere),
