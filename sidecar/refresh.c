@@ -387,8 +387,9 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
   ts_domain *d = r->conn->server->domain;
   refresh_op *op = op_new(r, OP_REVOKE_JTI, apply_revoke, done_revoke);
   if (!op) return;
-  int64_t longest = d->cfg->max_access_ttl > d->cfg->max_refresh_ttl ? d->cfg->max_access_ttl
-                                                                     : d->cfg->max_refresh_ttl;
+  int64_t longest = d->cfg->max_access_ttl;
+  if (d->cfg->max_refresh_ttl > longest) longest = d->cfg->max_refresh_ttl;
+  if (d->cfg->max_purpose_ttl > longest) longest = d->cfg->max_purpose_ttl;
   bool ok = true;
   if (v[0].present) {
     ok = v[0].len <= 8192 && target_of_token(d, &v[0], op);
@@ -398,9 +399,11 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
     op->until = op->now; /* the stored family's exp extends it */
   } else {
     ok = ts_param_copy(&v[2], op->jti, sizeof(op->jti));
-    /* An exp in the past needs no entry; one beyond any token's life is capped. */
+    /* An exp beyond any token's life (up to INT64_MAX) is capped to now + the longest
+     * lifetime: no token of ours lives longer. An exp whose token is already refused
+     * (exp + leeway <= now) needs no entry. Compared on the capped value: no overflow. */
     op->until = v[3].i64 < op->now + longest ? v[3].i64 : op->now + longest;
-    ok = ok && v[3].i64 + d->cfg->leeway >= op->now;
+    ok = ok && op->until > op->now - d->cfg->leeway;
   }
   if (!ok) {
     op_free(op);

@@ -566,10 +566,10 @@ void ts_session_list(ts_req *r, const msgpack_object *params) {
   }
   ts_domain *d = domain_of(r);
   int64_t now = (int64_t)time(NULL);
-  ts_txn *t;
+  ts_txn *t = NULL;
   ts_cursor *c = NULL;
   if (ts_store_read(d->store, &t) != 0 || ts_cursor_open(t, TS_T_BY_SUB, &c) != 0) {
-    ts_store_abort(t);
+    ts_store_abort(t); /* NULL when the read itself failed (e.g. every reader slot taken) */
     ts_req_fail(r, TS_EUNAVAILABLE, NULL);
     return;
   }

@@ -195,6 +195,7 @@ int ts_store_info_get(ts_store *s, ts_store_info *info) {
 }
 
 static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
+  *out = NULL; /* on failure too: ts_store_abort(NULL) is a no-op */
   ts_txn *t = malloc(sizeof(*t));
   if (!t) return TS_ENOMEM;
   int rc = mdb_txn_begin(s->env, parent, write ? 0 : MDB_RDONLY, &t->txn);

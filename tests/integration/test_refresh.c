@@ -720,6 +720,28 @@ static void revoked_refresh_jti_cannot_refresh(void) {
   stop_clean(&d);
 }
 
+/* token.revoke {jti, exp} with exp near INT64_MAX: exp + leeway overflowed (undefined
+ * behaviour) and the revocation was silently dropped ({revoked: 0}). Such an exp is capped to
+ * the longest token lifetime: the jti is revoked. */
+static void revoke_by_jti_with_huge_exp(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_int_t huge[] = {INT64_MAX, INT64_MAX - 30, (json_int_t)1 << 62};
+  for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+    json_t *t = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "ivan"));
+    TT_EQ_INT(revoke_with(c, json_pack("{s:s, s:I}", "jti", str_of(t, "jti"), "exp", huge[i])), 1);
+    TT_EQ_STR(verify(c, str_of(t, "token"), NULL, true), "revoked");
+    json_decref(t);
+  }
+  /* A very negative exp is simply in the past. */
+  TT_EQ_INT(revoke_with(c, json_pack("{s:s, s:I}", "jti", "DDDDDDDDDDDDDDDDDDDDDD", "exp",
+                                     (json_int_t)INT64_MIN)),
+            0);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static void revoke_garbage_answers_zero(void) {
   td_daemon d, other;
   td_start(&d, NULL);
@@ -1556,6 +1578,7 @@ static const tt_case cases[] = {
     TT_CASE(revoke_by_family),
     TT_CASE(revoke_access_token_denylists_its_jti),
     TT_CASE(revoke_by_jti_and_exp),
+    TT_CASE(revoke_by_jti_with_huge_exp),
     TT_CASE(revoked_refresh_jti_cannot_refresh),
     TT_CASE(revoke_garbage_answers_zero),
     TT_CASE(revoke_needs_exactly_one_target),

@@ -16,6 +16,8 @@
 
 #include <tessera/tessera.h>
 
+#include <lmdb.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1005,6 +1007,36 @@ static void list_shows_live_sessions_never_sids(void) {
   stop_clean(&d);
 }
 
+/* Reads that cannot start (every LMDB reader slot taken, here by this process holding read
+ * transactions on the daemon's data dir) answer unavailable: session.list used to abort a
+ * transaction it never got. Once the slots are free again, everything works. */
+static void list_when_reads_fail_is_unavailable(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *s = create_sub(c, "lena");
+  MDB_env *env;
+  TT_ASSERT(mdb_env_create(&env) == 0);
+  TT_ASSERT(mdb_env_set_maxdbs(env, 16) == 0);
+  TT_ASSERT_MSG(mdb_env_open(env, d.data, MDB_NOTLS | MDB_RDONLY, 0600) == 0, "open %s", d.data);
+  MDB_txn *held[512];
+  int n = 0, rc = 0;
+  while (n < 512 && (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &held[n])) == 0) n++;
+  TT_ASSERT_MSG(rc == MDB_READERS_FULL, "%d readers, then %s", n, mdb_strerror(rc));
+  expect_error(c, "session.list", json_pack("{s:s}", "sub", "lena"), "unavailable", NULL);
+  expect_error(c, "session.validate", json_pack("{s:s}", "sid", str_of(s, "sid")), "unavailable",
+               NULL);
+  while (n > 0) mdb_txn_abort(held[--n]);
+  mdb_env_close(env);
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "lena"));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 1);
+  json_decref(l);
+  expect_valid(c, str_of(s, "sid"));
+  json_decref(s);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 /* ---- revoke_all ------------------------------------------------------------------------- */
 
 static void revoke_all_with_and_without_except(void) {
@@ -1650,6 +1682,7 @@ static const tt_case cases[] = {
     TT_CASE(rotate_replaces_the_sid),
     TT_CASE(revoke_by_sid_and_by_handle),
     TT_CASE(list_shows_live_sessions_never_sids),
+    TT_CASE(list_when_reads_fail_is_unavailable),
     TT_CASE(revoke_all_with_and_without_except),
     TT_CASE(revoke_all_of_a_sub_with_many_sessions),
     TT_CASE(sessions_survive_sigterm_restart),
