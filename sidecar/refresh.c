@@ -288,7 +288,7 @@ static void done_refresh(ts_write *w, int status) {
 }
 
 void ts_token_refresh(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"refresh_token", TS_P_STR, true, 1, 65536}};
+  static const ts_param spec[] = {{"refresh_token", TS_P_CREDENTIAL, true, 0, 0}};
   ts_param_value v[1];
   char why[160], kid[129];
   if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
@@ -370,7 +370,7 @@ static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op 
 
 void ts_token_revoke(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"token", TS_P_STR, false, 1, 65536}, {"family", TS_P_STR, false, 1, 64},
+      {"token", TS_P_CREDENTIAL, false, 0, 0}, {"family", TS_P_STR, false, 1, 64},
       {"jti", TS_P_STR, false, 1, 64},      {"exp", TS_P_INT, false, 0, 0},
   };
   ts_param_value v[4];

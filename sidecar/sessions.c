@@ -395,7 +395,7 @@ static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_ex
 
 void ts_session_validate(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"sid", TS_P_STR, true, 1, 8192},
+      {"sid", TS_P_CREDENTIAL, true, 0, 0},
       {"client", TS_P_MAP, false, 0, 4096},
   };
   ts_param_value v[2], cl[2];
@@ -447,7 +447,7 @@ void ts_session_validate(ts_req *r, const msgpack_object *params) {
 }
 
 void ts_session_rotate(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"sid", TS_P_STR, true, 1, 8192}};
+  static const ts_param spec[] = {{"sid", TS_P_CREDENTIAL, true, 0, 0}};
   ts_param_value v[1];
   char why[160];
   if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
@@ -479,7 +479,7 @@ static bool handle_decode(const ts_param_value *v, uint8_t out[TS_HANDLE_BYTES])
 
 void ts_session_revoke(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"sid", TS_P_STR, false, 1, 8192},
+      {"sid", TS_P_CREDENTIAL, false, 0, 0},
       {"handle", TS_P_STR, false, 1, 256},
   };
   ts_param_value v[2];

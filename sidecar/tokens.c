@@ -277,7 +277,7 @@ static int check_presented(ts_req *r, const ts_param_value *tok, const ts_param_
 
 void ts_token_verify(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"token", TS_P_STR, true, 1, 65536}, {"aud", TS_P_STR, false, 1, 256},
+      {"token", TS_P_CREDENTIAL, true, 0, 0}, {"aud", TS_P_STR, false, 1, 256},
       {"purpose", TS_P_STR, false, 1, 64}, {"check_revoked", TS_P_BOOL, false, 0, 0},
   };
   ts_param_value v[4];
@@ -338,7 +338,7 @@ static void done_consume(ts_write *w, int status) {
 
 static void start_consume(ts_req *r, const msgpack_object *params, bool exchange) {
   static const ts_param spec[] = {
-      {"token", TS_P_STR, true, 1, 65536},
+      {"token", TS_P_CREDENTIAL, true, 0, 0},
       {"purpose", TS_P_STR, true, 1, 64},
   };
   ts_param_value v[2];
