@@ -242,7 +242,7 @@ static void submit(ts_domain *d, session_op *op) { ts_writer_submit(d->writer, &
 
 static const ts_param client_spec[] = {
     {"ip", TS_P_STR, false, 1, 64},
-    {"ua", TS_P_STR, false, 1, 1024},
+    {"ua", TS_P_STR, false, 0, 1024}, /* "": no user agent (create: none bound) */
 };
 
 /* Parses the optional `client` map into ip/ua. Returns false after replying bad_request. */
@@ -366,8 +366,16 @@ static bool sid_hash_of(ts_req *r, const ts_param_value *v, uint8_t hash[TS_HASH
   return ok;
 }
 
-static bool differs(const char *a, size_t al, const ts_param_value *b) {
+/* The ip presented differs from the one bound at create: only when both are known. */
+static bool ip_differs(const char *a, size_t al, const ts_param_value *b) {
   return b->present && al > 0 && (al != b->len || memcmp(a, b->str, al) != 0);
+}
+
+/* The user agent presented is not the one bound at create. A missing or empty one counts as
+ * changed: otherwise --bind-policy enforce is bypassed by leaving client.ua out. The same rule
+ * under report, so that report shows exactly what enforce would do. */
+static bool ua_differs(const char *a, size_t al, const ts_param_value *b) {
+  return al > 0 && (!b->present || al != b->len || memcmp(a, b->str, al) != 0);
 }
 
 static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_expires_at,
@@ -421,8 +429,8 @@ void ts_session_validate(ts_req *r, const msgpack_object *params) {
     ts_req_fail(r, rc && rc != TS_ENOTFOUND ? TS_EUNAVAILABLE : TS_EUNAUTHENTICATED, NULL);
     return;
   }
-  bool ip_changed = differs(rec.ip, rec.ip_len, &cl[0]);
-  bool ua_changed = differs(rec.ua, rec.ua_len, &cl[1]);
+  bool ip_changed = ip_differs(rec.ip, rec.ip_len, &cl[0]);
+  bool ua_changed = ua_differs(rec.ua, rec.ua_len, &cl[1]);
   int64_t idle_expires_at = ts_session_idle_expires_at(&rec);
   int64_t touch_every = rec.idle_ttl / 10 > 1 ? rec.idle_ttl / 10 : 1;
   enum op_kind follow = OP_TOUCH;

@@ -585,13 +585,16 @@ static void validate_returns_the_session(void) {
   TT_EQ_INT(json_array_size(json_object_get(v, "anomalies")), 0);
   TT_ASSERT(json_object_get(v, "sid") == NULL);
   json_decref(v);
-  /* Anomalies against the creating client. */
+  /* Anomalies against the creating client. A bound user agent left out counts as changed (the
+   * rule --bind-policy enforce needs); a bound ip left out is not reported. */
   struct {
     const char *ip, *ua, *want;
   } cases[] = {
-      {NULL, NULL, "[]"},
-      {"203.0.113.9", NULL, "[]"},
-      {"198.51.100.7", NULL, "[\"ip_changed\"]"},
+      {NULL, NULL, "[\"ua_changed\"]"},
+      {"203.0.113.9", "Firefox/128", "[]"},
+      {"203.0.113.9", NULL, "[\"ua_changed\"]"},
+      {NULL, "Firefox/128", "[]"},
+      {"198.51.100.7", NULL, "[\"ip_changed\", \"ua_changed\"]"},
       {"198.51.100.7", "Firefox/128", "[\"ip_changed\"]"},
       {NULL, "curl/8.0", "[\"ua_changed\"]"},
       {"203.0.113.9", "curl/8.0", "[\"ua_changed\"]"},
@@ -661,6 +664,83 @@ static void bind_policy_enforce_drops_on_ua_change(void) {
   TT_EQ_INT(stat_of(c, "sessions"), 0);
   json_decref(r);
   tessera_close(other);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* The anomalies of one validate, as a comma-joined string ("" for none); the code in code. */
+static const char *anomalies_of(tessera_client *c, const char *sid, json_t *client, char *buf,
+                                size_t cap) {
+  json_t *v = NULL;
+  const char *code = validate(c, sid, client, &v);
+  buf[0] = 0;
+  if (code[0]) {
+    snprintf(buf, cap, "error %s", code);
+    return buf;
+  }
+  json_t *a = json_object_get(v, "anomalies");
+  for (size_t i = 0; i < json_array_size(a); i++)
+    snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", i ? "," : "",
+             json_string_value(json_array_get(a, i)));
+  json_decref(v);
+  return buf;
+}
+
+/* --bind-policy enforce could be bypassed by leaving client.ua out at validate (and an empty
+ * ua was refused as bad_request, so apps left it out). A session bound to a user agent now
+ * treats a missing or empty one as changed: under enforce the session is revoked and the
+ * answer is unauthenticated; under report it is reported as ua_changed. */
+static void bind_policy_missing_ua_counts_as_changed(void) {
+  char buf[128];
+  /* report (the default): reported, the session lives on. */
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *r = create(c, json_pack("{s:s, s:{s:s}}", "sub", "uma", "client", "ua", "Safari/17"));
+  const char *sid = str_of(r, "sid");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ua", "Safari/17"), buf, sizeof(buf)), "");
+  TT_EQ_STR(anomalies_of(c, sid, NULL, buf, sizeof(buf)), "ua_changed");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{}"), buf, sizeof(buf)), "ua_changed");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ua", ""), buf, sizeof(buf)), "ua_changed");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ip", "10.0.0.1"), buf, sizeof(buf)),
+            "ua_changed");
+  /* Without a ua bound at create (none, or ""), nothing is reported. */
+  json_t *nb = create(c, json_pack("{s:s, s:{s:s}}", "sub", "uma", "client", "ua", ""));
+  TT_EQ_STR(anomalies_of(c, str_of(nb, "sid"), NULL, buf, sizeof(buf)), "");
+  TT_EQ_STR(anomalies_of(c, str_of(nb, "sid"), json_pack("{s:s}", "ua", "curl/8"), buf,
+                         sizeof(buf)),
+            "");
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "uma"));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 2);
+  json_decref(l);
+  json_decref(nb);
+  json_decref(r);
+  tessera_close(c);
+  stop_clean(&d);
+
+  /* enforce: a missing or an empty ua revokes the session. */
+  static const char *const args[] = {"--bind-policy", "enforce", NULL};
+  td_start(&d, args);
+  c = client_of(&d);
+  for (int how = 0; how < 3; how++) {
+    r = create(c, json_pack("{s:s, s:{s:s}}", "sub", "uma", "client", "ua", "Safari/17"));
+    sid = str_of(r, "sid");
+    TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ua", "Safari/17"), buf, sizeof(buf)), "");
+    json_t *cl = how == 0 ? NULL : how == 1 ? json_pack("{s:s}", "ua", "")
+                                            : json_pack("{s:s}", "ip", "10.0.0.1");
+    TT_EQ_STR(validate(c, sid, cl, NULL), "unauthenticated");
+    /* Dead for everybody, also with the right ua. */
+    TT_EQ_STR(validate(c, sid, json_pack("{s:s}", "ua", "Safari/17"), NULL), "unauthenticated");
+    json_decref(r);
+  }
+  l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "uma"));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
+  json_decref(l);
+  /* A session bound to no ua is not affected by enforce. */
+  r = create_sub(c, "uma");
+  expect_valid(c, str_of(r, "sid"));
+  TT_EQ_STR(anomalies_of(c, str_of(r, "sid"), json_pack("{s:s}", "ua", ""), buf, sizeof(buf)), "");
+  json_decref(r);
   tessera_close(c);
   stop_clean(&d);
 }
@@ -1676,6 +1756,7 @@ static const tt_case cases[] = {
     TT_CASE(data_file_holds_no_sid),
     TT_CASE(validate_returns_the_session),
     TT_CASE(bind_policy_enforce_drops_on_ua_change),
+    TT_CASE(bind_policy_missing_ua_counts_as_changed),
     TT_CASE(validate_refuses_unknown_and_malformed_sids),
     TT_CASE(expiry_enforced_before_the_sweeper_runs),
     TT_CASE(idle_timeout_slides_with_use),
