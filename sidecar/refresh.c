@@ -10,7 +10,15 @@
  * older jti, or `previous` after the grace window, is reuse: the family is revoked in that same
  * transaction and the answer is `reused`; the newest token of the family then answers
  * `revoked`. Signing happens on the loop thread after the commit (the keyring is the loop
- * thread's); the writer only decides. */
+ * thread's); the writer only decides.
+ *
+ * user.revoke sets a cut-off `before` (the second its write applies in) that kills every token
+ * of the sub with iat <= before. Tokens carry iat in whole seconds, so a token issued later in
+ * that same second would be dead on arrival: the reply is held until the wall clock has left
+ * that second (at most a second, on a libuv timer; the loop never waits). Whoever issues a
+ * token after the reply (a login after "log out everywhere") gets iat > before. The cut-off's
+ * meaning, its value and the `sub` notification are unchanged, so every verifier (the daemon's
+ * check_revoked, token.refresh, libtessera's local verifier) keeps comparing iat <= before. */
 #include "refresh.h"
 
 #include "dispatch.h"
@@ -55,6 +63,7 @@ typedef struct refresh_op {
   /* results */
   unsigned revoked, sessions, families;
   ts_event_list events;         /* revocations to publish once durable */
+  uv_timer_t timer;             /* OP_USER: holds the reply until the cut-off second is over */
 } refresh_op;
 
 static void random_id(char out[TS_JTI_CHARS + 1]) {
@@ -425,6 +434,9 @@ static void on_session_revoked(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
 static int apply_user(ts_txn *t, ts_write *w) {
   refresh_op *op = (refresh_op *)w;
   const ts_config *cfg = op->d->cfg;
+  /* The cut-off is the second this write applies in: every token issued before it is dead. */
+  int64_t at = (int64_t)time(NULL);
+  if (at > op->now) op->now = at;
   int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, on_session_revoked, op);
   if (n < 0) return n;
   op->sessions = (unsigned)n;
@@ -453,21 +465,54 @@ static int apply_user(ts_txn *t, ts_write *w) {
   return rc;
 }
 
+static void send_user_reply(refresh_op *op) {
+  ts_log(TS_LOG_INFO, "user revoked everywhere", "{s:s%, s:i, s:i}", "sub", op->sub, op->sub_len,
+         "sessions", (int)op->sessions, "families", (int)op->families);
+  msgpack_packer *pk = ts_req_result(op->req);
+  msgpack_pack_map(pk, 2);
+  ts_pack_cstr(pk, "sessions");
+  msgpack_pack_uint32(pk, op->sessions);
+  ts_pack_cstr(pk, "families");
+  msgpack_pack_uint32(pk, op->families);
+  ts_req_send(op->req);
+}
+
+static void on_user_timer_closed(uv_handle_t *h) { op_free(h->data); }
+
+/* Milliseconds from now to just past the end of the wall-clock second `second`. */
+static uint64_t ms_until_after(int64_t second) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t ms = (second + 1 - (int64_t)ts.tv_sec) * 1000 - ts.tv_nsec / 1000000 + 2;
+  return ms < 2 ? 2 : (uint64_t)ms;
+}
+
+/* The reply waits until time() has left the cut-off second (at most a second): tokens carry
+ * iat in whole seconds and the cut-off kills iat <= before, so a token issued after the reply
+ * (a login right after "log out everywhere") must be issued in a later second. time() is the
+ * clock token.issue reads; it may lag CLOCK_REALTIME by a tick, hence the check again. */
+static void on_user_timer(uv_timer_t *t) {
+  refresh_op *op = t->data;
+  if ((int64_t)time(NULL) <= op->now) {
+    uv_timer_start(t, on_user_timer, ms_until_after(op->now), 0);
+    return;
+  }
+  send_user_reply(op);
+  uv_close((uv_handle_t *)t, on_user_timer_closed);
+}
+
 static void done_user(ts_write *w, int status) {
   refresh_op *op = (refresh_op *)w;
   publish(op, status);
   if (status) {
     ts_req_fail(op->req, status, NULL);
+  } else if ((int64_t)time(NULL) <= op->now &&
+             uv_timer_init(op->req->conn->server->loop, &op->timer) == 0) {
+    op->timer.data = op;
+    uv_timer_start(&op->timer, on_user_timer, ms_until_after(op->now), 0);
+    return; /* the timer's close frees op */
   } else {
-    ts_log(TS_LOG_INFO, "user revoked everywhere", "{s:s%, s:i, s:i}", "sub", op->sub,
-           op->sub_len, "sessions", (int)op->sessions, "families", (int)op->families);
-    msgpack_packer *pk = ts_req_result(op->req);
-    msgpack_pack_map(pk, 2);
-    ts_pack_cstr(pk, "sessions");
-    msgpack_pack_uint32(pk, op->sessions);
-    ts_pack_cstr(pk, "families");
-    msgpack_pack_uint32(pk, op->families);
-    ts_req_send(op->req);
+    send_user_reply(op);
   }
   op_free(op);
 }
