@@ -77,6 +77,8 @@ static const option_row options[] = {
   {"max-purpose-ttl", OPT_SECONDS, OFF(max_purpose_ttl), "30d", "largest purpose token ttl"},
   {"refresh-ttl", OPT_SECONDS, OFF(refresh_ttl), "30d", "default refresh token lifetime"},
   {"max-refresh-ttl", OPT_SECONDS, OFF(max_refresh_ttl), "365d", "largest refresh ttl"},
+  {"refresh-max-lifetime", OPT_SECONDS, OFF(refresh_max_lifetime), "90d",
+   "absolute lifetime of a refresh family from its token.pair: no rotation extends it"},
   {"refresh-grace", OPT_SECONDS0, OFF(refresh_grace), "10",
    "a rotated refresh token presented again within this many seconds gets the same successor"},
   {"jwks-max-age", OPT_SECONDS, OFF(jwks_max_age), "300",
@@ -219,10 +221,10 @@ static void print_help(void) {
   for (size_t i = 0; i < N_OPTIONS; i++) {
     char env[64];
     env_name(options[i].flag, env, sizeof(env));
-    printf("  --%-18s %s\n  %-20s [%s; default %s]\n", options[i].flag, options[i].help, "", env,
+    printf("  --%-20s %s\n  %-22s [%s; default %s]\n", options[i].flag, options[i].help, "", env,
            options[i].def ? options[i].def : "see above");
   }
-  printf("  --%-18s %s\n  --%-18s %s\n", "help", "print this help", "version", "print the version");
+  printf("  --%-20s %s\n  --%-20s %s\n", "help", "print this help", "version", "print the version");
 }
 
 static const option_row *find_option(const char *flag) {

@@ -100,10 +100,13 @@ static int sign_one(ts_domain *d, const json_t *rec, const char *fam, bool refre
                     int64_t *exp) {
   int64_t at = json_integer_value(json_object_get(rec, "rotated_at"));
   const json_t *sub = json_object_get(rec, "sub");
+  /* The refresh token expires with its family record (which the max lifetime may cap). */
+  int64_t ttl = refresh ? json_integer_value(json_object_get(rec, "exp")) - at
+                        : json_integer_value(json_object_get(rec, "access_ttl"));
   ts_token_spec s = {
       .typ = refresh ? TS_TYP_REFRESH : TS_TYP_ACCESS,
       .sub = json_string_value(sub), .sub_len = json_string_length(sub), .now = at,
-      .ttl = json_integer_value(json_object_get(rec, refresh ? "refresh_ttl" : "access_ttl")),
+      .ttl = ttl,
       .aud = refresh ? NULL : json_object_get(rec, "aud"),
       .scope = json_string_value(json_object_get(rec, "scope")),
       .fam = fam,
@@ -193,11 +196,13 @@ void ts_token_pair(ts_req *r, const msgpack_object *params) {
   random_id(op->fam);
   random_id(current);
   random_id(access);
-  op->rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "sub", v[0].str,
-                      v[0].len, "access_ttl", (json_int_t)att, "refresh_ttl", (json_int_t)rtt,
-                      "kid", ts_keyring_active(op->d->keys.ring)->kid, "current", current,
-                      "access", access, "previous", "", "rotated_at", (json_int_t)op->now, "exp",
-                      (json_int_t)(op->now + rtt), "generation", (json_int_t)1);
+  int64_t rexp = op->now + (rtt < cfg->refresh_max_lifetime ? rtt : cfg->refresh_max_lifetime);
+  op->rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "sub",
+                      v[0].str, v[0].len, "access_ttl", (json_int_t)att, "refresh_ttl",
+                      (json_int_t)rtt, "kid", ts_keyring_active(op->d->keys.ring)->kid, "current",
+                      current, "access", access, "previous", "", "rotated_at",
+                      (json_int_t)op->now, "exp", (json_int_t)rexp, "generation", (json_int_t)1,
+                      "created_at", (json_int_t)op->now);
   if (op->rec && ts.aud) json_object_set_new(op->rec, "aud", ts.aud), ts.aud = NULL;
   if (op->rec && ts.scope) json_object_set_new(op->rec, "scope", json_string(ts.scope));
   if (op->rec && ts.extra) json_object_set_new(op->rec, "claims", ts.extra), ts.extra = NULL;
@@ -249,10 +254,21 @@ static int apply_refresh(ts_txn *t, ts_write *w) {
   int64_t rotated_at = json_integer_value(json_object_get(rec, "rotated_at"));
   if (current && strcmp(op->jti, current) == 0) { /* rotate */
     int64_t old_exp = json_integer_value(json_object_get(rec, "exp"));
+    /* The family's absolute end. A record written before created_at existed counts from its
+     * last rotation (the oldest time it holds), and keeps that from now on. */
+    const json_t *created = json_object_get(rec, "created_at");
+    int64_t born = json_is_integer(created) ? json_integer_value(created) : rotated_at;
+    int64_t end = born + cfg->refresh_max_lifetime;
+    if (op->now >= end) {
+      json_decref(rec);
+      return TS_EEXPIRED; /* nothing written; the sweeper drops the family at its exp */
+    }
     char next[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
     random_id(next);
     random_id(access);
     int64_t rtt = json_integer_value(json_object_get(rec, "refresh_ttl"));
+    if (op->now + rtt > end) rtt = end - op->now; /* never past the family's end */
+    if (!created) json_object_set_new(rec, "created_at", json_integer(born));
     json_object_set_new(rec, "previous", json_string(current));
     json_object_set_new(rec, "current", json_string(next));
     json_object_set_new(rec, "access", json_string(access));

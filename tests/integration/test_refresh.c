@@ -742,6 +742,48 @@ static void revoke_by_jti_with_huge_exp(void) {
   stop_clean(&d);
 }
 
+/* A family has an absolute lifetime (--refresh-max-lifetime) from its token.pair: rotation
+ * used to set exp = now + refresh_ttl every time, so a family in use lived forever. Every
+ * refresh token's exp stays within created + max lifetime, and a refresh after that (while the
+ * token itself is still inside its leeway) answers expired. */
+static void refresh_family_has_a_max_lifetime(void) {
+  static const char *const args[] = {"--refresh-max-lifetime", "3s", NULL}; /* --leeway 60 */
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = client_of(&d);
+  json_t *p = pair_for(c, "olga"); /* refresh_ttl 30d by default */
+  long long created = claim_int(str_of(p, "refresh_token"), "iat");
+  long long end = created + 3;
+  TT_ASSERT_MSG(int_of(p, "refresh_expires_at") <= end, "first refresh exp %lld > %lld",
+                int_of(p, "refresh_expires_at"), end);
+  TT_EQ_INT(claim_int(str_of(p, "refresh_token"), "exp"), int_of(p, "refresh_expires_at"));
+  /* Rotations, each before the end: none extends the family. */
+  json_t *cur = p;
+  for (int i = 0; i < 3 && (long long)time(NULL) < end; i++) {
+    json_t *next = NULL;
+    const char *code = refresh(c, str_of(cur, "refresh_token"), &next);
+    if (code[0] && (long long)time(NULL) >= end) break; /* the clock got there first */
+    TT_ASSERT_MSG(code[0] == 0, "refresh %d: %s", i, code);
+    TT_ASSERT_MSG(int_of(next, "refresh_expires_at") <= end, "rotated refresh exp %lld > %lld",
+                  int_of(next, "refresh_expires_at"), end);
+    TT_EQ_INT(claim_int(str_of(next, "refresh_token"), "exp"), int_of(next, "refresh_expires_at"));
+    TT_ASSERT(int_of(next, "refresh_expires_in") <= 3);
+    json_decref(cur);
+    cur = next;
+  }
+  /* Past the end: expired (the token is still within exp + leeway, so this is the family). */
+  wait_clock_past(end - 1);
+  TT_EQ_STR(refresh(c, str_of(cur, "refresh_token"), NULL), "expired");
+  TT_EQ_STR(refresh(c, str_of(cur, "refresh_token"), NULL), "expired"); /* not reuse */
+  /* A new pair starts a new family. */
+  json_t *fresh = pair_for(c, "olga");
+  json_decref(refresh_ok(c, str_of(fresh, "refresh_token")));
+  json_decref(fresh);
+  json_decref(cur);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static void revoke_garbage_answers_zero(void) {
   td_daemon d, other;
   td_start(&d, NULL);
@@ -1607,6 +1649,7 @@ static const tt_case cases[] = {
     TT_CASE(concurrent_refreshes_advance_the_family_once),
     TT_CASE(previous_token_within_grace_then_reused),
     TT_CASE(two_generations_old_is_reused_at_once),
+    TT_CASE(refresh_family_has_a_max_lifetime),
     TT_CASE(revoke_refresh_token_kills_its_family),
     TT_CASE(revoke_by_family),
     TT_CASE(revoke_access_token_denylists_its_jti),
