@@ -316,4 +316,10 @@ int ts_cursor_dup_next(ts_cursor *c, const void **v, size_t *vl) {
   return cursor_get(c, &mk, &mv, MDB_NEXT_DUP, NULL, NULL, v, vl);
 }
 
+int ts_cursor_dup_seek(ts_cursor *c, const void *key, size_t klen, const void *val, size_t vlen,
+                       const void **v, size_t *vl) {
+  MDB_val mk = {klen, (void *)key}, mv = {vlen, (void *)val};
+  return cursor_get(c, &mk, &mv, MDB_GET_BOTH_RANGE, NULL, NULL, v, vl);
+}
+
 int ts_cursor_del(ts_cursor *c) { return map_err(mdb_cursor_del(c->cur, 0)); }

@@ -1079,7 +1079,7 @@ static void list_shows_live_sessions_never_sids(void) {
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
   json_decref(l);
   expect_error(c, "session.list", json_pack("{}"), "bad_request", "sub");
-  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 5), "bad_request",
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 0), "bad_request",
                "limit");
   for (int i = 0; i < 4; i++) json_decref(s[i]);
   json_decref(foreign);
@@ -1664,7 +1664,8 @@ static void cli_session_commands(void) {
   TT_ASSERT(in >= 599 && in <= 600);
   TT_ASSERT(int_of(c1, "idle_expires_at") <= int_of(c1, "expires_at"));
   TT_ASSERT(strncmp(str_of(c1, "cookie"), "__Host-sid=", 11) == 0);
-  json_t *v = cli_json(&d, (const char *const[]){"session", "validate", "--", sid, NULL});
+  json_t *v = cli_json(
+      &d, (const char *const[]){"session", "validate", "--ua", "cli-test", "--", sid, NULL});
   TT_EQ_STR(str_of(v, "sub"), "pat");
   TT_EQ_STR(str_of(v, "handle"), handle);
   TT_EQ_STR(str_of(json_object_get(v, "data"), "tier"), "gold");
@@ -1748,6 +1749,109 @@ static void cli_session_commands(void) {
   stop_clean(&d);
 }
 
+/* One page of session.list; returns the handles (appended to seen, counted in *n_seen) and the
+ * `next` cursor (malloc'd, or NULL on the last page). */
+static char *list_page(tessera_client *c, const char *sub, int limit, const char *after,
+                       char (*seen)[HANDLE_CHARS + 1], int *n_seen, int cap, size_t *page_size) {
+  json_t *p = json_pack("{s:s}", "sub", sub);
+  if (limit) json_object_set_new(p, "limit", json_integer(limit));
+  if (after) json_object_set_new(p, "after", json_string(after));
+  json_t *l = call_ok(c, "session.list", p);
+  json_t *arr = json_object_get(l, "sessions");
+  *page_size = json_array_size(arr);
+  for (size_t k = 0; k < json_array_size(arr); k++) {
+    TT_ASSERT(*n_seen < cap);
+    snprintf(seen[(*n_seen)++], HANDLE_CHARS + 1, "%s", str_of(json_array_get(arr, k), "handle"));
+  }
+  json_t *next = json_object_get(l, "next");
+  char *ret = next ? strdup(json_string_value(next)) : NULL;
+  TT_ASSERT(!next || (ret && strlen(ret) > 0));
+  json_decref(l);
+  return ret;
+}
+
+/* session.list was unbounded: it is paged now (limit, default 100, at most 1000; an opaque
+ * `after` cursor; `next` while more remain). Walking the pages lists every live session once. */
+static void list_is_paged(void) {
+  static const char *const args[] = {"--durability", "relaxed", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = client_of(&d);
+  enum { N = 107 };
+  idset ids = idset_new(N);
+  json_t *params = json_pack("{s:s}", "sub", "pam");
+  create_many(c, params, N, keep_ids, &ids);
+  json_decref(params);
+  TT_EQ_INT(revoke_n(c, "handle", ids.handle[5]), 1); /* a dead one is never listed */
+  json_t *foreign = create_sub(c, "pamela");
+  static char seen[2 * N][HANDLE_CHARS + 1];
+  int n_seen = 0;
+  size_t size;
+  /* The default page is 100. */
+  char *next = list_page(c, "pam", 0, NULL, seen, &n_seen, 2 * N, &size);
+  TT_EQ_INT(size, 100);
+  TT_ASSERT(next != NULL);
+  char *last = list_page(c, "pam", 0, next, seen, &n_seen, 2 * N, &size);
+  TT_EQ_INT(size, N - 1 - 100);
+  TT_ASSERT(last == NULL);
+  free(next);
+  /* Pages of 10 see the same sessions, each once. */
+  int n_small = 0, pages = 0;
+  static char small[2 * N][HANDLE_CHARS + 1];
+  char *cur = NULL;
+  do {
+    char *nx = list_page(c, "pam", 10, cur, small, &n_small, 2 * N, &size);
+    TT_ASSERT(size <= 10);
+    TT_ASSERT_MSG(size == 10 || nx == NULL, "a short page (%zu) with a next", size);
+    free(cur);
+    cur = nx;
+    TT_ASSERT(++pages <= 20);
+  } while (cur);
+  TT_EQ_INT(n_small, N - 1);
+  TT_EQ_INT(pages, (N - 1 + 9) / 10);
+  qsort(seen, (size_t)n_seen, HANDLE_CHARS + 1, cmp_str);
+  qsort(small, (size_t)n_small, HANDLE_CHARS + 1, cmp_str);
+  TT_EQ_INT(n_seen, N - 1);
+  for (int i = 0; i < n_seen; i++) {
+    TT_EQ_STR(seen[i], small[i]);
+    if (i) TT_ASSERT_MSG(strcmp(seen[i - 1], seen[i]) != 0, "%s listed twice", seen[i]);
+    TT_ASSERT(strcmp(seen[i], ids.handle[5]) != 0);
+    TT_ASSERT(strcmp(seen[i], str_of(foreign, "handle")) != 0);
+  }
+  /* limit 1000 is fine, anything else out of range or not a cursor is bad_request. */
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", 1000));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), N - 1);
+  TT_ASSERT(json_object_get(l, "next") == NULL);
+  json_decref(l);
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", 1001),
+               "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", -1),
+               "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "pam", "limit", "5"),
+               "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "pam", "after", "garbage"),
+               "bad_request", "after");
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "after", 3),
+               "bad_request", "after");
+  /* The CLI pages too. */
+  json_t *p1 = cli_json(&d, (const char *const[]){"session", "list", "pam", "--limit", "2", NULL});
+  TT_EQ_INT(json_array_size(json_object_get(p1, "sessions")), 2);
+  const char *cursor = str_of(p1, "next");
+  json_t *p2 = cli_json(&d, (const char *const[]){"session", "list", "--limit", "2", "--after",
+                                                  cursor, "--", "pam", NULL});
+  TT_EQ_INT(json_array_size(json_object_get(p2, "sessions")), 2);
+  for (size_t i = 0; i < 2; i++) /* the second page goes on where the first stopped */
+    for (size_t j = 0; j < 2; j++)
+      TT_ASSERT(strcmp(str_of(json_array_get(json_object_get(p1, "sessions"), i), "handle"),
+                       str_of(json_array_get(json_object_get(p2, "sessions"), j), "handle")) != 0);
+  json_decref(p2);
+  json_decref(p1);
+  json_decref(foreign);
+  idset_free(&ids);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static const tt_case cases[] = {
     TT_CASE(create_reply_shape),
     TT_CASE(create_follows_configuration),
@@ -1764,6 +1868,7 @@ static const tt_case cases[] = {
     TT_CASE(revoke_by_sid_and_by_handle),
     TT_CASE(list_shows_live_sessions_never_sids),
     TT_CASE(list_when_reads_fail_is_unavailable),
+    TT_CASE(list_is_paged),
     TT_CASE(revoke_all_with_and_without_except),
     TT_CASE(revoke_all_of_a_sub_with_many_sessions),
     TT_CASE(sessions_survive_sigterm_restart),
