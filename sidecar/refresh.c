@@ -500,7 +500,7 @@ static uint64_t ms_until_after(int64_t second) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   int64_t ms = (second + 1 - (int64_t)ts.tv_sec) * 1000 - ts.tv_nsec / 1000000 + 2;
-  return ms < 2 ? 2 : (uint64_t)ms;
+  return ms < 2 ? 2 : ms > 1002 ? 1002 : (uint64_t)ms;
 }
 
 /* The reply waits until time() has left the cut-off second (at most a second): tokens carry
@@ -509,7 +509,7 @@ static uint64_t ms_until_after(int64_t second) {
  * clock token.issue reads; it may lag CLOCK_REALTIME by a tick, hence the check again. */
 static void on_user_timer(uv_timer_t *t) {
   refresh_op *op = t->data;
-  if ((int64_t)time(NULL) <= op->now) {
+  if ((int64_t)time(NULL) == op->now) { /* a clock stepped back is not waited for */
     uv_timer_start(t, on_user_timer, ms_until_after(op->now), 0);
     return;
   }
@@ -522,7 +522,7 @@ static void done_user(ts_write *w, int status) {
   publish(op, status);
   if (status) {
     ts_req_fail(op->req, status, NULL);
-  } else if ((int64_t)time(NULL) <= op->now &&
+  } else if ((int64_t)time(NULL) == op->now &&
              uv_timer_init(op->req->conn->server->loop, &op->timer) == 0) {
     op->timer.data = op;
     uv_timer_start(&op->timer, on_user_timer, ms_until_after(op->now), 0);
