@@ -782,6 +782,16 @@ static void refresh_family_has_a_max_lifetime(void) {
   json_decref(cur);
   tessera_close(c);
   stop_clean(&d);
+  /* The environment sets it too (TESSERA_REFRESH_MAX_LIFETIME). */
+  TT_ASSERT(setenv("TESSERA_REFRESH_MAX_LIFETIME", "2s", 1) == 0);
+  td_start(&d, NULL);
+  unsetenv("TESSERA_REFRESH_MAX_LIFETIME");
+  c = client_of(&d);
+  p = pair_for(c, "olga");
+  TT_ASSERT(int_of(p, "refresh_expires_at") <= claim_int(str_of(p, "refresh_token"), "iat") + 2);
+  json_decref(p);
+  tessera_close(c);
+  stop_clean(&d);
 }
 
 static void revoke_garbage_answers_zero(void) {
