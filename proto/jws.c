@@ -13,8 +13,12 @@
  *      public keys and non-canonical R;
  *   5. only then the payload JSON, which must be an object.
  * Every failure is the same TS_EUNAUTHENTICATED: the caller learns nothing about which step
- * refused. Claim checks (exp, nbf, iss, aud) are a separate function because token.revoke
+ * refused. Claim checks (exp, nbf, iat, iss, aud) are a separate function because token.revoke
  * must read tokens whose time has passed.
+ *
+ * Time: a token is valid while nbf - leeway <= now < exp + leeway (RFC 7519 4.1.4: "on or
+ * after" exp it is refused) and iat <= now + leeway. The daemon and libtessera's local
+ * verifier both call ts_jws_check_claims, so they agree to the second.
  *
  * Signing builds the header with jansson (member order alg, typ, kid; jansson keeps insertion
  * order) and serializes header and claims with JSON_COMPACT. Nothing here holds secret bytes
@@ -300,7 +304,10 @@ int ts_jws_check_claims(const json_t *claims, const ts_claim_rules *rules) {
     return TS_EUNAUTHENTICATED;
   if (!aud_ok(json_object_get(claims, "aud"), rules->aud)) return TS_EUNAUTHENTICATED;
   int64_t leeway = rules->leeway > 0 ? rules->leeway : 0;
-  if (rules->now > sat_add(exp, leeway)) return TS_EEXPIRED;
+  /* RFC 7519 4.1.4: exp is the first second the token is refused (plus the leeway). */
+  if (rules->now >= sat_add(exp, leeway)) return TS_EEXPIRED;
   if (has_nbf && rules->now < sat_add(nbf, -leeway)) return TS_EEXPIRED;
+  /* A token issued in the future is not valid yet either (a skewed or lying issuer). */
+  if (has_iat && iat > sat_add(rules->now, leeway)) return TS_EEXPIRED;
   return 0;
 }

@@ -93,8 +93,9 @@ typedef struct ts_claim_rules {
  * when present, must be integers too. iss (when expected) must be equal; aud (a string or an
  * array of strings) must contain the expected audience, or be absent when none is expected.
  * Identity checks come first: a token that is both foreign and expired is TS_EUNAUTHENTICATED.
- * Then: now > exp + leeway -> TS_EEXPIRED (now == exp + leeway still passes);
- * now < nbf - leeway -> TS_EEXPIRED. Returns 0, TS_EUNAUTHENTICATED or TS_EEXPIRED. */
+ * Then: now >= exp + leeway -> TS_EEXPIRED (RFC 7519 4.1.4: with leeway 0, now == exp is
+ * refused); now < nbf - leeway -> TS_EEXPIRED; iat > now + leeway (issued in the future) ->
+ * TS_EEXPIRED. Returns 0, TS_EUNAUTHENTICATED or TS_EEXPIRED. */
 int ts_jws_check_claims(const json_t *claims, const ts_claim_rules *rules);
 
 #endif

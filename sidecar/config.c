@@ -63,19 +63,22 @@ static const option_row options[] = {
   {"max-session-ttl", OPT_SECONDS, OFF(max_session_ttl), "30d",
    "largest ttl / idle_ttl a caller may ask for"},
   {"bind-policy", OPT_BIND, OFF(bind_policy), "report",
-   "report: flag ip/ua changes in `anomalies` | enforce: a changed user agent revokes the session"},
+   "report: flag ip/ua changes in `anomalies` | enforce: a changed, empty or missing user agent "
+   "(when one was bound at create) revokes the session"},
   {"cookie-name", OPT_STR, OFF(cookie_name), "__Host-sid", "session cookie name"},
   {"cookie-samesite", OPT_SAMESITE, OFF(cookie_samesite), "Lax", "Strict | Lax | None"},
   {"issuer", OPT_STR, OFF(issuer), "tessera", "the iss claim of every token issued and expected"},
   {"audience", OPT_STR0, OFF(audience), "",
    "default expected audience for token.verify (empty: tokens carrying aud are refused)"},
-  {"leeway", OPT_SECONDS0, OFF(leeway), "60", "clock skew allowed on exp and nbf (seconds)"},
+  {"leeway", OPT_SECONDS0, OFF(leeway), "60", "clock skew allowed on exp, nbf and iat (seconds)"},
   {"access-ttl", OPT_SECONDS, OFF(access_ttl), "15m", "default access token lifetime"},
   {"max-access-ttl", OPT_SECONDS, OFF(max_access_ttl), "24h", "largest access ttl a caller may ask"},
   {"purpose-ttl", OPT_SECONDS, OFF(purpose_ttl), "24h", "default purpose token lifetime"},
   {"max-purpose-ttl", OPT_SECONDS, OFF(max_purpose_ttl), "30d", "largest purpose token ttl"},
   {"refresh-ttl", OPT_SECONDS, OFF(refresh_ttl), "30d", "default refresh token lifetime"},
   {"max-refresh-ttl", OPT_SECONDS, OFF(max_refresh_ttl), "365d", "largest refresh ttl"},
+  {"refresh-max-lifetime", OPT_SECONDS, OFF(refresh_max_lifetime), "90d",
+   "absolute lifetime of a refresh family from its token.pair: no rotation extends it"},
   {"refresh-grace", OPT_SECONDS0, OFF(refresh_grace), "10",
    "a rotated refresh token presented again within this many seconds gets the same successor"},
   {"jwks-max-age", OPT_SECONDS, OFF(jwks_max_age), "300",
@@ -218,10 +221,10 @@ static void print_help(void) {
   for (size_t i = 0; i < N_OPTIONS; i++) {
     char env[64];
     env_name(options[i].flag, env, sizeof(env));
-    printf("  --%-18s %s\n  %-20s [%s; default %s]\n", options[i].flag, options[i].help, "", env,
+    printf("  --%-20s %s\n  %-22s [%s; default %s]\n", options[i].flag, options[i].help, "", env,
            options[i].def ? options[i].def : "see above");
   }
-  printf("  --%-18s %s\n  --%-18s %s\n", "help", "print this help", "version", "print the version");
+  printf("  --%-20s %s\n  --%-20s %s\n", "help", "print this help", "version", "print the version");
 }
 
 static const option_row *find_option(const char *flag) {

@@ -52,6 +52,7 @@ typedef struct ts_config {
   int64_t access_ttl, max_access_ttl;
   int64_t purpose_ttl, max_purpose_ttl;
   int64_t refresh_ttl, max_refresh_ttl;
+  int64_t refresh_max_lifetime; /* a family's absolute lifetime, from its token.pair */
   int64_t refresh_grace;
   int64_t jwks_max_age;
 } ts_config;

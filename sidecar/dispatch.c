@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "params.h"
 #include "rpc.h"
 #include "sessions.h"
 #include "tokens.h"
@@ -144,6 +145,10 @@ static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
   c->server->stats.requests++;
   if (m->error) {
     ts_req_fail(r, m->error, m->error_detail);
+    return 0;
+  }
+  if (!ts_utf8_valid(m->method, m->method_len)) { /* never echoed, never logged */
+    ts_req_fail(r, TS_EBAD_REQUEST, "method must be valid UTF-8");
     return 0;
   }
   ts_method *method = find_method(m->method, m->method_len);

@@ -1,13 +1,17 @@
 /* sidecar/families.h: refresh-token families, as the store holds them.
  *
  *   families[fam] = JSON {sub, aud?, scope?, claims?, access_ttl, refresh_ttl, kid,
- *                         current, access, previous, rotated_at, exp, generation}
+ *                         current, access, previous, rotated_at, exp, generation,
+                         created_at}
  *   fam_by_sub[sub] += fam                      (for user.revoke)
  *   expiry[be64 exp + leeway | 'F' | fam]       (the sweeper drops dead families)
  * `current` is the jti of the one refresh token that may rotate, `access` the jti of the access
  * token issued with it, `previous` the refresh jti it replaced at `rotated_at`. The successor
  * pair is never stored: it is signed again from these fields (Ed25519 is deterministic), so a
  * retry within the grace window gets the identical pair and the store holds no live token.
+ * `created_at` is the time of the token.pair: exp never passes created_at +
+ * --refresh-max-lifetime, however often the family rotates (records from before the field
+ * existed get their rotated_at as created_at at their next rotation).
  * A revoked family is deleted and listed in the revocation list ('f') until its exp + leeway. */
 #ifndef TS_FAMILIES_H
 #define TS_FAMILIES_H

@@ -95,6 +95,12 @@ static bool strings_clean(const msgpack_object *o) {
   }
 }
 
+bool ts_utf8_valid(const char *s, size_t n) { return utf8_valid((const unsigned char *)s, n); }
+
+bool ts_param_str_clean(const msgpack_object *o) {
+  return o->type == MSGPACK_OBJECT_STR && strings_clean(o);
+}
+
 static int check_value(const ts_param *p, const msgpack_object *o, ts_param_value *v, char *why,
                        size_t cap) {
   v->present = true;
@@ -149,9 +155,17 @@ static int check_value(const ts_param *p, const msgpack_object *o, ts_param_valu
     }
     return 0;
   case TS_P_ANY: return 0;
+  case TS_P_CREDENTIAL:
+    if (o->type != MSGPACK_OBJECT_STR) break;
+    v->str = o->via.str.size ? o->via.str.ptr : ""; /* msgpack-c: NULL for an empty str */
+    v->len = o->via.str.size;
+    return 0;
   }
-  static const char *const names[] = {"a string", "a positive integer", "an integer", "a boolean",
-                                      "a map with string keys"};
+  static const char *const names[] = {
+      [TS_P_STR] = "a string",        [TS_P_DURATION] = "a positive integer",
+      [TS_P_INT] = "an integer",      [TS_P_BOOL] = "a boolean",
+      [TS_P_MAP] = "a map with string keys", [TS_P_ANY] = "a value",
+      [TS_P_CREDENTIAL] = "a string"};
   snprintf(why, cap, "%s must be %s", p->name, names[p->type]);
   return TS_EBAD_REQUEST;
 }

@@ -20,6 +20,8 @@ enum ts_param_type {
   TS_P_BOOL,
   TS_P_MAP,      /* map with str keys, at most max bytes as msgpack, strings UTF-8 without NUL */
   TS_P_ANY,      /* any value; the handler checks it */
+  TS_P_CREDENTIAL, /* str of any length and bytes (a sid or a token as the cookie held it): the
+                    * handler refuses a bad one as unauthenticated, never bad_request */
 };
 
 typedef struct ts_param {
@@ -46,6 +48,12 @@ int ts_params_parse(const msgpack_object *params, const ts_param *spec, size_t n
 /* Bytes o takes as (canonical) msgpack; stops counting once past limit (returns more than
  * limit). */
 size_t ts_mp_packed_size(const msgpack_object *o, size_t limit);
+
+/* True when the n bytes at s are valid UTF-8 without NUL. */
+bool ts_utf8_valid(const char *s, size_t n);
+
+/* True when o is a str of valid UTF-8 without NUL (what a STR param accepts, any length). */
+bool ts_param_str_clean(const msgpack_object *o);
 
 /* A NUL-terminated copy of a STR value into out (cap bytes). Returns false if it did not fit. */
 bool ts_param_copy(const ts_param_value *v, char *out, size_t cap);

@@ -10,7 +10,15 @@
  * older jti, or `previous` after the grace window, is reuse: the family is revoked in that same
  * transaction and the answer is `reused`; the newest token of the family then answers
  * `revoked`. Signing happens on the loop thread after the commit (the keyring is the loop
- * thread's); the writer only decides. */
+ * thread's); the writer only decides.
+ *
+ * user.revoke sets a cut-off `before` (the second its write applies in) that kills every token
+ * of the sub with iat <= before. Tokens carry iat in whole seconds, so a token issued later in
+ * that same second would be dead on arrival: the reply is held until the wall clock has left
+ * that second (at most a second, on a libuv timer; the loop never waits). Whoever issues a
+ * token after the reply (a login after "log out everywhere") gets iat > before. The cut-off's
+ * meaning, its value and the `sub` notification are unchanged, so every verifier (the daemon's
+ * check_revoked, token.refresh, libtessera's local verifier) keeps comparing iat <= before. */
 #include "refresh.h"
 
 #include "dispatch.h"
@@ -57,6 +65,7 @@ typedef struct refresh_op {
   /* results */
   unsigned revoked, sessions, families;
   uint64_t feed_last;           /* the last feed seq it wrote: published once durable */
+  uv_timer_t timer;             /* OP_USER: holds the reply until the cut-off second is over */
 } refresh_op;
 
 static void random_id(char out[TS_JTI_CHARS + 1]) {
@@ -92,10 +101,13 @@ static int sign_one(ts_domain *d, const json_t *rec, const char *fam, bool refre
                     int64_t *exp) {
   int64_t at = json_integer_value(json_object_get(rec, "rotated_at"));
   const json_t *sub = json_object_get(rec, "sub");
+  /* The refresh token expires with its family record (which the max lifetime may cap). */
+  int64_t ttl = refresh ? json_integer_value(json_object_get(rec, "exp")) - at
+                        : json_integer_value(json_object_get(rec, "access_ttl"));
   ts_token_spec s = {
       .typ = refresh ? TS_TYP_REFRESH : TS_TYP_ACCESS,
       .sub = json_string_value(sub), .sub_len = json_string_length(sub), .now = at,
-      .ttl = json_integer_value(json_object_get(rec, refresh ? "refresh_ttl" : "access_ttl")),
+      .ttl = ttl,
       .aud = refresh ? NULL : json_object_get(rec, "aud"),
       .scope = json_string_value(json_object_get(rec, "scope")),
       .fam = fam,
@@ -185,11 +197,13 @@ void ts_token_pair(ts_req *r, const msgpack_object *params) {
   random_id(op->fam);
   random_id(current);
   random_id(access);
-  op->rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "sub", v[0].str,
-                      v[0].len, "access_ttl", (json_int_t)att, "refresh_ttl", (json_int_t)rtt,
-                      "kid", ts_keyring_active(op->d->keys.ring)->kid, "current", current,
-                      "access", access, "previous", "", "rotated_at", (json_int_t)op->now, "exp",
-                      (json_int_t)(op->now + rtt), "generation", (json_int_t)1);
+  int64_t rexp = op->now + (rtt < cfg->refresh_max_lifetime ? rtt : cfg->refresh_max_lifetime);
+  op->rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "sub",
+                      v[0].str, v[0].len, "access_ttl", (json_int_t)att, "refresh_ttl",
+                      (json_int_t)rtt, "kid", ts_keyring_active(op->d->keys.ring)->kid, "current",
+                      current, "access", access, "previous", "", "rotated_at",
+                      (json_int_t)op->now, "exp", (json_int_t)rexp, "generation", (json_int_t)1,
+                      "created_at", (json_int_t)op->now);
   if (op->rec && ts.aud) json_object_set_new(op->rec, "aud", ts.aud), ts.aud = NULL;
   if (op->rec && ts.scope) json_object_set_new(op->rec, "scope", json_string(ts.scope));
   if (op->rec && ts.extra) json_object_set_new(op->rec, "claims", ts.extra), ts.extra = NULL;
@@ -230,15 +244,32 @@ static int apply_refresh(ts_txn *t, ts_write *w) {
     json_decref(rec);
     return TS_EREVOKED;
   }
+  /* The jti denylist too: token.revoke {jti, exp} names a refresh token's jti as well. */
+  rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
+  if (rc != TS_ENOTFOUND) {
+    json_decref(rec);
+    return rc == 0 ? TS_EREVOKED : rc;
+  }
   const char *current = json_string_value(json_object_get(rec, "current"));
   const char *previous = json_string_value(json_object_get(rec, "previous"));
   int64_t rotated_at = json_integer_value(json_object_get(rec, "rotated_at"));
   if (current && strcmp(op->jti, current) == 0) { /* rotate */
     int64_t old_exp = json_integer_value(json_object_get(rec, "exp"));
+    /* The family's absolute end. A record written before created_at existed counts from its
+     * last rotation (the oldest time it holds), and keeps that from now on. */
+    const json_t *created = json_object_get(rec, "created_at");
+    int64_t born = json_is_integer(created) ? json_integer_value(created) : rotated_at;
+    int64_t end = born + cfg->refresh_max_lifetime;
+    if (op->now >= end) {
+      json_decref(rec);
+      return TS_EEXPIRED; /* nothing written; the sweeper drops the family at its exp */
+    }
     char next[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
     random_id(next);
     random_id(access);
     int64_t rtt = json_integer_value(json_object_get(rec, "refresh_ttl"));
+    if (op->now + rtt > end) rtt = end - op->now; /* never past the family's end */
+    if (!created) json_object_set_new(rec, "created_at", json_integer(born));
     json_object_set_new(rec, "previous", json_string(current));
     json_object_set_new(rec, "current", json_string(next));
     json_object_set_new(rec, "access", json_string(access));
@@ -283,7 +314,7 @@ static void done_refresh(ts_write *w, int status) {
 }
 
 void ts_token_refresh(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"refresh_token", TS_P_STR, true, 1, 65536}};
+  static const ts_param spec[] = {{"refresh_token", TS_P_CREDENTIAL, true, 0, 0}};
   ts_param_value v[1];
   char why[160], kid[129];
   if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
@@ -367,7 +398,7 @@ static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op 
 
 void ts_token_revoke(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"token", TS_P_STR, false, 1, 65536}, {"family", TS_P_STR, false, 1, 64},
+      {"token", TS_P_CREDENTIAL, false, 0, 0}, {"family", TS_P_STR, false, 1, 64},
       {"jti", TS_P_STR, false, 1, 64},      {"exp", TS_P_INT, false, 0, 0},
   };
   ts_param_value v[4];
@@ -384,8 +415,9 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
   ts_domain *d = r->conn->server->domain;
   refresh_op *op = op_new(r, OP_REVOKE_JTI, apply_revoke, done_revoke);
   if (!op) return;
-  int64_t longest = d->cfg->max_access_ttl > d->cfg->max_refresh_ttl ? d->cfg->max_access_ttl
-                                                                     : d->cfg->max_refresh_ttl;
+  int64_t longest = d->cfg->max_access_ttl;
+  if (d->cfg->max_refresh_ttl > longest) longest = d->cfg->max_refresh_ttl;
+  if (d->cfg->max_purpose_ttl > longest) longest = d->cfg->max_purpose_ttl;
   bool ok = true;
   if (v[0].present) {
     ok = v[0].len <= 8192 && target_of_token(d, &v[0], op);
@@ -395,9 +427,11 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
     op->until = op->now; /* the stored family's exp extends it */
   } else {
     ok = ts_param_copy(&v[2], op->jti, sizeof(op->jti));
-    /* An exp in the past needs no entry; one beyond any token's life is capped. */
+    /* An exp beyond any token's life (up to INT64_MAX) is capped to now + the longest
+     * lifetime: no token of ours lives longer. An exp whose token is already refused
+     * (exp + leeway <= now) needs no entry. Compared on the capped value: no overflow. */
     op->until = v[3].i64 < op->now + longest ? v[3].i64 : op->now + longest;
-    ok = ok && v[3].i64 + d->cfg->leeway >= op->now;
+    ok = ok && op->until > op->now - d->cfg->leeway;
   }
   if (!ok) {
     op_free(op);
@@ -412,6 +446,9 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
 static int apply_user(ts_txn *t, ts_write *w) {
   refresh_op *op = (refresh_op *)w;
   const ts_config *cfg = op->d->cfg;
+  /* The cut-off is the second this write applies in: every token issued before it is dead. */
+  int64_t at = (int64_t)time(NULL);
+  if (at > op->now) op->now = at;
   int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, NULL, NULL);
   if (n < 0) return n;
   op->sessions = (unsigned)n;
@@ -443,21 +480,54 @@ static int apply_user(ts_txn *t, ts_write *w) {
   return rc;
 }
 
+static void send_user_reply(refresh_op *op) {
+  ts_log(TS_LOG_INFO, "user revoked everywhere", "{s:s%, s:i, s:i}", "sub", op->sub, op->sub_len,
+         "sessions", (int)op->sessions, "families", (int)op->families);
+  msgpack_packer *pk = ts_req_result(op->req);
+  msgpack_pack_map(pk, 2);
+  ts_pack_cstr(pk, "sessions");
+  msgpack_pack_uint32(pk, op->sessions);
+  ts_pack_cstr(pk, "families");
+  msgpack_pack_uint32(pk, op->families);
+  ts_req_send(op->req);
+}
+
+static void on_user_timer_closed(uv_handle_t *h) { op_free(h->data); }
+
+/* Milliseconds from now to just past the end of the wall-clock second `second`. */
+static uint64_t ms_until_after(int64_t second) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t ms = (second + 1 - (int64_t)ts.tv_sec) * 1000 - ts.tv_nsec / 1000000 + 2;
+  return ms < 2 ? 2 : ms > 1002 ? 1002 : (uint64_t)ms;
+}
+
+/* The reply waits until time() has left the cut-off second (at most a second): tokens carry
+ * iat in whole seconds and the cut-off kills iat <= before, so a token issued after the reply
+ * (a login right after "log out everywhere") must be issued in a later second. time() is the
+ * clock token.issue reads; it may lag CLOCK_REALTIME by a tick, hence the check again. */
+static void on_user_timer(uv_timer_t *t) {
+  refresh_op *op = t->data;
+  if ((int64_t)time(NULL) == op->now) { /* a clock stepped back is not waited for */
+    uv_timer_start(t, on_user_timer, ms_until_after(op->now), 0);
+    return;
+  }
+  send_user_reply(op);
+  uv_close((uv_handle_t *)t, on_user_timer_closed);
+}
+
 static void done_user(ts_write *w, int status) {
   refresh_op *op = (refresh_op *)w;
   publish(op, status);
   if (status) {
     ts_req_fail(op->req, status, NULL);
+  } else if ((int64_t)time(NULL) == op->now &&
+             uv_timer_init(op->req->conn->server->loop, &op->timer) == 0) {
+    op->timer.data = op;
+    uv_timer_start(&op->timer, on_user_timer, ms_until_after(op->now), 0);
+    return; /* the timer's close frees op */
   } else {
-    ts_log(TS_LOG_INFO, "user revoked everywhere", "{s:s%, s:i, s:i}", "sub", op->sub,
-           op->sub_len, "sessions", (int)op->sessions, "families", (int)op->families);
-    msgpack_packer *pk = ts_req_result(op->req);
-    msgpack_pack_map(pk, 2);
-    ts_pack_cstr(pk, "sessions");
-    msgpack_pack_uint32(pk, op->sessions);
-    ts_pack_cstr(pk, "families");
-    msgpack_pack_uint32(pk, op->families);
-    ts_req_send(op->req);
+    send_user_reply(op);
   }
   op_free(op);
 }

@@ -224,7 +224,7 @@ static void submit(ts_domain *d, session_op *op) { ts_writer_submit(d->writer, &
 
 static const ts_param client_spec[] = {
     {"ip", TS_P_STR, false, 1, 64},
-    {"ua", TS_P_STR, false, 1, 1024},
+    {"ua", TS_P_STR, false, 0, 1024}, /* "": no user agent (create: none bound) */
 };
 
 /* Parses the optional `client` map into ip/ua. Returns false after replying bad_request. */
@@ -348,8 +348,16 @@ static bool sid_hash_of(ts_req *r, const ts_param_value *v, uint8_t hash[TS_HASH
   return ok;
 }
 
-static bool differs(const char *a, size_t al, const ts_param_value *b) {
+/* The ip presented differs from the one bound at create: only when both are known. */
+static bool ip_differs(const char *a, size_t al, const ts_param_value *b) {
   return b->present && al > 0 && (al != b->len || memcmp(a, b->str, al) != 0);
+}
+
+/* The user agent presented is not the one bound at create. A missing or empty one counts as
+ * changed: otherwise --bind-policy enforce is bypassed by leaving client.ua out. The same rule
+ * under report, so that report shows exactly what enforce would do. */
+static bool ua_differs(const char *a, size_t al, const ts_param_value *b) {
+  return al > 0 && (!b->present || al != b->len || memcmp(a, b->str, al) != 0);
 }
 
 static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_expires_at,
@@ -377,7 +385,7 @@ static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_ex
 
 void ts_session_validate(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"sid", TS_P_STR, true, 1, 8192},
+      {"sid", TS_P_CREDENTIAL, true, 0, 0},
       {"client", TS_P_MAP, false, 0, 4096},
   };
   ts_param_value v[2], cl[2];
@@ -403,8 +411,8 @@ void ts_session_validate(ts_req *r, const msgpack_object *params) {
     ts_req_fail(r, rc && rc != TS_ENOTFOUND ? TS_EUNAVAILABLE : TS_EUNAUTHENTICATED, NULL);
     return;
   }
-  bool ip_changed = differs(rec.ip, rec.ip_len, &cl[0]);
-  bool ua_changed = differs(rec.ua, rec.ua_len, &cl[1]);
+  bool ip_changed = ip_differs(rec.ip, rec.ip_len, &cl[0]);
+  bool ua_changed = ua_differs(rec.ua, rec.ua_len, &cl[1]);
   int64_t idle_expires_at = ts_session_idle_expires_at(&rec);
   int64_t touch_every = rec.idle_ttl / 10 > 1 ? rec.idle_ttl / 10 : 1;
   enum op_kind follow = OP_TOUCH;
@@ -429,7 +437,7 @@ void ts_session_validate(ts_req *r, const msgpack_object *params) {
 }
 
 void ts_session_rotate(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"sid", TS_P_STR, true, 1, 8192}};
+  static const ts_param spec[] = {{"sid", TS_P_CREDENTIAL, true, 0, 0}};
   ts_param_value v[1];
   char why[160];
   if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
@@ -461,7 +469,7 @@ static bool handle_decode(const ts_param_value *v, uint8_t out[TS_HANDLE_BYTES])
 
 void ts_session_revoke(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"sid", TS_P_STR, false, 1, 8192},
+      {"sid", TS_P_CREDENTIAL, false, 0, 0},
       {"handle", TS_P_STR, false, 1, 256},
   };
   ts_param_value v[2];
@@ -538,20 +546,53 @@ static void pack_listed(msgpack_packer *pk, msgpack_sbuffer *out, const ts_sessi
   if (rec->ua_len) pack_kv_str(pk, "ua", rec->ua, rec->ua_len);
 }
 
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define LIST_SCAN_EXTRA 1000 /* dead entries (not swept yet) one call may step over */
+
+/* Where a page starts: the first handle of sub after `after` (or the first one). */
+static int list_start(ts_cursor *c, const ts_param_value *sub, const uint8_t *after,
+                      const void **hv, size_t *hl) {
+  if (!after) return ts_cursor_dup_first(c, sub->str, sub->len, hv, hl);
+  int rc = ts_cursor_dup_seek(c, sub->str, sub->len, after, TS_HANDLE_BYTES, hv, hl);
+  if (rc == 0 && *hl == TS_HANDLE_BYTES && memcmp(*hv, after, TS_HANDLE_BYTES) == 0)
+    rc = ts_cursor_dup_next(c, hv, hl);
+  return rc;
+}
+
+/* session.list {sub, limit?, after?}: one page of sub's live sessions, in handle order (the
+ * by_sub duplicates are sorted by handle, so a page resumes exactly after the last handle of
+ * the previous one). `next` is that last handle, base64url: opaque to clients. The work of one
+ * call is bounded: at most limit + LIST_SCAN_EXTRA entries are read; a page cut short by dead
+ * entries still carries `next`. */
 void ts_session_list(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"sub", TS_P_STR, true, 1, 256}};
-  ts_param_value v[1];
+  static const ts_param spec[] = {
+      {"sub", TS_P_STR, true, 1, 256},
+      {"limit", TS_P_INT, false, 0, 0},
+      {"after", TS_P_STR, false, 1, 64},
+  };
+  ts_param_value v[3];
   char why[160];
-  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
+  if (ts_params_parse(params, spec, 3, v, why, sizeof(why)) != 0) {
     ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  int64_t limit = v[1].present ? v[1].i64 : LIST_DEFAULT;
+  if (limit < 1 || limit > LIST_MAX) {
+    ts_req_failf(r, TS_EBAD_REQUEST, "limit must be 1..%d", LIST_MAX);
+    return;
+  }
+  uint8_t after[TS_HANDLE_BYTES];
+  if (v[2].present && !handle_decode(&v[2], after)) {
+    ts_req_fail(r, TS_EBAD_REQUEST, "after must be a `next` from session.list");
     return;
   }
   ts_domain *d = domain_of(r);
   int64_t now = (int64_t)time(NULL);
-  ts_txn *t;
+  ts_txn *t = NULL;
   ts_cursor *c = NULL;
   if (ts_store_read(d->store, &t) != 0 || ts_cursor_open(t, TS_T_BY_SUB, &c) != 0) {
-    ts_store_abort(t);
+    ts_store_abort(t); /* NULL when the read itself failed (e.g. every reader slot taken) */
     ts_req_fail(r, TS_EUNAVAILABLE, NULL);
     return;
   }
@@ -560,15 +601,25 @@ void ts_session_list(ts_req *r, const msgpack_object *params) {
   msgpack_sbuffer_init(&items);
   msgpack_packer ipk;
   msgpack_packer_init(&ipk, &items, msgpack_sbuffer_write);
-  size_t count = 0;
+  size_t count = 0, scanned = 0;
+  bool more = false;
+  uint8_t last[TS_HANDLE_BYTES] = {0};
+  if (v[2].present) memcpy(last, after, TS_HANDLE_BYTES);
   const void *hv;
   size_t hl;
-  for (int rc = ts_cursor_dup_first(c, v[0].str, v[0].len, &hv, &hl); rc == 0;
+  for (int rc = list_start(c, &v[0], v[2].present ? after : NULL, &hv, &hl); rc == 0;
        rc = ts_cursor_dup_next(c, &hv, &hl)) {
+    if (count == (size_t)limit || scanned == (size_t)limit + LIST_SCAN_EXTRA) {
+      more = true; /* something follows: the next page starts after `last` */
+      break;
+    }
+    scanned++;
+    if (hl != TS_HANDLE_BYTES) continue;
+    memcpy(last, hv, TS_HANDLE_BYTES);
     uint8_t hash[TS_HASH_BYTES];
     ts_session_rec rec;
-    if (hl != TS_HANDLE_BYTES || ts_session_by_handle(t, hv, hash) != 0 ||
-        ts_session_get(t, hash, &rec) != 0 || !ts_session_alive(&rec, now))
+    if (ts_session_by_handle(t, hv, hash) != 0 || ts_session_get(t, hash, &rec) != 0 ||
+        !ts_session_alive(&rec, now))
       continue;
     pack_listed(&ipk, &items, &rec);
     count++;
@@ -576,10 +627,15 @@ void ts_session_list(ts_req *r, const msgpack_object *params) {
   ts_cursor_close(c);
   ts_store_abort(t);
   msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 1);
+  msgpack_pack_map(pk, more ? 2 : 1);
   ts_pack_cstr(pk, "sessions");
   msgpack_pack_array(pk, count);
   msgpack_sbuffer_write(&r->out, items.data, items.size);
   msgpack_sbuffer_destroy(&items);
+  if (more) {
+    char next[TS_HANDLE_CHARS + 1];
+    b64(next, sizeof(next), last, TS_HANDLE_BYTES);
+    pack_kv_str(pk, "next", next, TS_HANDLE_CHARS);
+  }
   ts_req_send(r);
 }

@@ -101,6 +101,10 @@ int ts_cursor_next(ts_cursor *c, const void **k, size_t *kl, const void **v, siz
 /* Duplicates of one key (TS_T_BY_SUB): first, then next until TS_ENOTFOUND. */
 int ts_cursor_dup_first(ts_cursor *c, const void *key, size_t klen, const void **v, size_t *vl);
 int ts_cursor_dup_next(ts_cursor *c, const void **v, size_t *vl);
+/* Positions at the first duplicate of key that is >= val (in the table's duplicate order).
+ * TS_ENOTFOUND when there is none. */
+int ts_cursor_dup_seek(ts_cursor *c, const void *key, size_t klen, const void *val, size_t vlen,
+                       const void **v, size_t *vl);
 /* Deletes the item under the cursor. */
 int ts_cursor_del(ts_cursor *c);
 

@@ -223,6 +223,7 @@ int ts_store_file_id(ts_store *s, uint64_t *id) {
 static size_t pages_in_use(ts_txn *t);
 
 static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
+  *out = NULL; /* on failure too: ts_store_abort(NULL) is a no-op */
   ts_txn *t = malloc(sizeof(*t));
   if (!t) return TS_ENOMEM;
   int rc = mdb_txn_begin(s->env, parent, write ? 0 : MDB_RDONLY, &t->txn);
@@ -352,6 +353,12 @@ int ts_cursor_dup_first(ts_cursor *c, const void *key, size_t klen, const void *
 int ts_cursor_dup_next(ts_cursor *c, const void **v, size_t *vl) {
   MDB_val mk, mv;
   return cursor_get(c, &mk, &mv, MDB_NEXT_DUP, NULL, NULL, v, vl);
+}
+
+int ts_cursor_dup_seek(ts_cursor *c, const void *key, size_t klen, const void *val, size_t vlen,
+                       const void **v, size_t *vl) {
+  MDB_val mk = {klen, (void *)key}, mv = {vlen, (void *)val};
+  return cursor_get(c, &mk, &mv, MDB_GET_BOTH_RANGE, NULL, NULL, v, vl);
 }
 
 int ts_cursor_del(ts_cursor *c) { return map_err(mdb_cursor_del(c->cur, 0)); }

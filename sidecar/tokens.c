@@ -120,9 +120,12 @@ int ts_token_revocation_check(ts_txn *t, const json_t *claims, int64_t now) {
 
 /* ---- token.issue ---------------------------------------------------------------------- */
 
-/* aud: a string or a non-empty array of strings. */
+/* aud: a string of 1..256 bytes of valid UTF-8 without NUL, or a non-empty array of up to 16
+ * of them. Checked here, before any conversion: a value that cannot become JSON must be
+ * refused, never dropped (a token without its aud is accepted by more audiences). */
 static bool aud_valid(const msgpack_object *o) {
-  if (o->type == MSGPACK_OBJECT_STR) return o->via.str.size > 0 && o->via.str.size <= 256;
+  if (o->type == MSGPACK_OBJECT_STR)
+    return o->via.str.size > 0 && o->via.str.size <= 256 && ts_param_str_clean(o);
   if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0 || o->via.array.size > 16)
     return false;
   for (uint32_t i = 0; i < o->via.array.size; i++)
@@ -154,10 +157,15 @@ bool ts_token_parse_common(ts_req *r, const ts_param_value *aud, const ts_param_
                            size_t scope_cap) {
   if (aud->present) {
     if (!aud_valid(aud->obj)) {
-      ts_req_fail(r, TS_EBAD_REQUEST, "aud must be a string or an array of strings");
+      ts_req_fail(r, TS_EBAD_REQUEST,
+                  "aud must be a string or an array of 1..16 strings (1..256 bytes of UTF-8)");
       return false;
     }
     spec->aud = ts_mp_to_json(aud->obj);
+    if (!spec->aud) { /* allocation failure: never go on without the audience */
+      ts_req_fail(r, TS_ENOMEM, NULL);
+      return false;
+    }
   }
   if (scope->present) {
     ts_param_copy(scope, scope_buf, scope_cap);
@@ -269,7 +277,7 @@ static int check_presented(ts_req *r, const ts_param_value *tok, const ts_param_
 
 void ts_token_verify(ts_req *r, const msgpack_object *params) {
   static const ts_param spec[] = {
-      {"token", TS_P_STR, true, 1, 65536}, {"aud", TS_P_STR, false, 1, 256},
+      {"token", TS_P_CREDENTIAL, true, 0, 0}, {"aud", TS_P_STR, false, 1, 256},
       {"purpose", TS_P_STR, false, 1, 64}, {"check_revoked", TS_P_BOOL, false, 0, 0},
   };
   ts_param_value v[4];
@@ -331,7 +339,7 @@ static void done_consume(ts_write *w, int status) {
 
 static void start_consume(ts_req *r, const msgpack_object *params, bool exchange) {
   static const ts_param spec[] = {
-      {"token", TS_P_STR, true, 1, 65536},
+      {"token", TS_P_CREDENTIAL, true, 0, 0},
       {"purpose", TS_P_STR, true, 1, 64},
   };
   ts_param_value v[2];

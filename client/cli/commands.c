@@ -319,6 +319,12 @@ static const cli_opt session_revoke_opts[] = {
     END_OPT,
 };
 
+static const cli_opt session_list_opts[] = {
+    {"--limit", "limit", CLI_ARG_INT},
+    {"--after", "after", CLI_ARG_STR},
+    END_OPT,
+};
+
 static const cli_opt session_revoke_all_opts[] = {
     {"--except", "except", CLI_ARG_STR},
     END_OPT,
@@ -341,8 +347,10 @@ static const cli_command session_commands[] = {
                "session.rotate", "sid", NULL, NULL),
     METHOD_CMD("revoke", "(SID | --handle HANDLE)", "end one session", "session.revoke", "sid",
                "--handle", session_revoke_opts),
-    METHOD_CMD("list", "SUB", "list SUB's sessions (handles, never sids)", "session.list", "sub",
-               NULL, NULL),
+    METHOD_CMD("list", "SUB [--limit N] [--after C]",
+               "list SUB's sessions (handles, never sids), a page at a time: --after the `next` "
+               "of the previous page",
+               "session.list", "sub", NULL, session_list_opts),
     METHOD_CMD("revoke-all", "SUB [--except HANDLE]", "end every session of SUB (but the one --except names)",
                "session.revoke_all", "sub", NULL, session_revoke_all_opts),
     TOKEN_CMD("exchange", "(TOKEN | -) --purpose P",

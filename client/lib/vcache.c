@@ -94,7 +94,7 @@ ts_ventry *ts_vcache_find(ts_vcache *c, const uint8_t key[32], int64_t now) {
   for (uint32_t i = c->buckets[bucket_of(c, key)]; i != TS_V_NIL; i = c->e[i].next) {
     ts_ventry *e = &c->e[i];
     if (sodium_memcmp(e->key, key, 32) != 0) continue;
-    if (now > e->valid_until) {
+    if (now >= e->valid_until) { /* valid while now < exp + leeway (ts_jws_check_claims) */
       ts_vcache_remove(c, e);
       return NULL;
     }
@@ -125,7 +125,7 @@ static void evict_one(ts_vcache *c, int64_t now) {
     ts_ventry *e = &c->e[c->hand];
     c->hand = c->hand + 1 == c->cap ? 0 : c->hand + 1;
     if (!e->used) continue;
-    if (now > e->valid_until || !e->ref) {
+    if (now >= e->valid_until || !e->ref) {
       ts_vcache_remove(c, e);
       return;
     }

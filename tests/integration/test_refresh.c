@@ -698,6 +698,103 @@ static void revoke_by_jti_and_exp(void) {
   stop_clean(&d);
 }
 
+/* The jti denylist binds refresh tokens too: token.revoke {jti, exp} with a refresh token's
+ * jti answers {revoked: 1}, and that token then refreshes no more (it used to rotate). */
+static void revoked_refresh_jti_cannot_refresh(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *p = pair_for(c, "iris"), *twin = pair_for(c, "iris");
+  const char *rt = str_of(p, "refresh_token");
+  json_t *claims = jws_part(rt, 1);
+  TT_EQ_INT(revoke_with(c, json_pack("{s:s, s:I}", "jti", str_of(claims, "jti"), "exp",
+                                     (json_int_t)int_of(claims, "exp"))),
+            1);
+  TT_EQ_STR(refresh(c, rt, NULL), "revoked");
+  TT_EQ_STR(refresh(c, rt, NULL), "revoked"); /* and stays so */
+  /* The other family of the same user is untouched. */
+  json_decref(refresh_ok(c, str_of(twin, "refresh_token")));
+  json_decref(claims);
+  json_decref(twin);
+  json_decref(p);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* token.revoke {jti, exp} with exp near INT64_MAX: exp + leeway overflowed (undefined
+ * behaviour) and the revocation was silently dropped ({revoked: 0}). Such an exp is capped to
+ * the longest token lifetime: the jti is revoked. */
+static void revoke_by_jti_with_huge_exp(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_int_t huge[] = {INT64_MAX, INT64_MAX - 30, (json_int_t)1 << 62};
+  for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
+    json_t *t = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "ivan"));
+    TT_EQ_INT(revoke_with(c, json_pack("{s:s, s:I}", "jti", str_of(t, "jti"), "exp", huge[i])), 1);
+    TT_EQ_STR(verify(c, str_of(t, "token"), NULL, true), "revoked");
+    json_decref(t);
+  }
+  /* A very negative exp is simply in the past. */
+  TT_EQ_INT(revoke_with(c, json_pack("{s:s, s:I}", "jti", "DDDDDDDDDDDDDDDDDDDDDD", "exp",
+                                     (json_int_t)INT64_MIN)),
+            0);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* A family has an absolute lifetime (--refresh-max-lifetime) from its token.pair: rotation
+ * used to set exp = now + refresh_ttl every time, so a family in use lived forever. Every
+ * refresh token's exp stays within created + max lifetime, and a refresh after that (while the
+ * token itself is still inside its leeway) answers expired. */
+static void refresh_family_has_a_max_lifetime(void) {
+  static const char *const args[] = {"--refresh-max-lifetime", "3s", NULL}; /* --leeway 60 */
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = client_of(&d);
+  json_t *p = pair_for(c, "olga"); /* refresh_ttl 30d by default */
+  long long created = claim_int(str_of(p, "refresh_token"), "iat");
+  long long end = created + 3;
+  TT_ASSERT_MSG(int_of(p, "refresh_expires_at") <= end, "first refresh exp %lld > %lld",
+                int_of(p, "refresh_expires_at"), end);
+  TT_EQ_INT(claim_int(str_of(p, "refresh_token"), "exp"), int_of(p, "refresh_expires_at"));
+  /* Rotations, each before the end: none extends the family. */
+  json_t *cur = p;
+  for (int i = 0; i < 3 && (long long)time(NULL) < end; i++) {
+    json_t *next = NULL;
+    const char *code = refresh(c, str_of(cur, "refresh_token"), &next);
+    if (code[0] && (long long)time(NULL) >= end) break; /* the clock got there first */
+    TT_ASSERT_MSG(code[0] == 0, "refresh %d: %s", i, code);
+    TT_ASSERT_MSG(int_of(next, "refresh_expires_at") <= end, "rotated refresh exp %lld > %lld",
+                  int_of(next, "refresh_expires_at"), end);
+    TT_EQ_INT(claim_int(str_of(next, "refresh_token"), "exp"), int_of(next, "refresh_expires_at"));
+    TT_ASSERT(int_of(next, "refresh_expires_in") <= 3);
+    json_decref(cur);
+    cur = next;
+  }
+  /* Past the end: expired (the token is still within exp + leeway, so this is the family). */
+  wait_clock_past(end - 1);
+  TT_EQ_STR(refresh(c, str_of(cur, "refresh_token"), NULL), "expired");
+  TT_EQ_STR(refresh(c, str_of(cur, "refresh_token"), NULL), "expired"); /* not reuse */
+  /* A new pair starts a new family. */
+  json_t *fresh = pair_for(c, "olga");
+  json_decref(refresh_ok(c, str_of(fresh, "refresh_token")));
+  json_decref(fresh);
+  json_decref(cur);
+  tessera_close(c);
+  stop_clean(&d);
+  /* The environment sets it too (TESSERA_REFRESH_MAX_LIFETIME). */
+  TT_ASSERT(setenv("TESSERA_REFRESH_MAX_LIFETIME", "2s", 1) == 0);
+  td_start(&d, NULL);
+  unsetenv("TESSERA_REFRESH_MAX_LIFETIME");
+  c = client_of(&d);
+  p = pair_for(c, "olga");
+  TT_ASSERT(int_of(p, "refresh_expires_at") <= claim_int(str_of(p, "refresh_token"), "iat") + 2);
+  json_decref(p);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static void revoke_garbage_answers_zero(void) {
   td_daemon d, other;
   td_start(&d, NULL);
@@ -795,16 +892,9 @@ static void user_revoke_logs_out_everywhere(void) {
   TT_EQ_INT(int_of(r, "sessions"), 0);
   TT_EQ_INT(int_of(r, "families"), 0);
   json_decref(r);
-  long long t2 = (long long)time(NULL); /* the second call moved the cut-off up to here */
 
-  /* A token issued in the cut-off second is dead by design (iat <= before); only when the
-   * whole exchange fitted in one second can this test know it was issued in that second. */
-  json_t *same = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "bob"));
-  if (t0 == t1 && claim_int(str_of(same, "token"), "iat") == t1)
-    TT_EQ_STR(verify(c, str_of(same, "token"), NULL, true), "revoked");
-  json_decref(same);
-  /* Tokens and sessions from a later second work: the user can log in again. */
-  wait_clock_past(t2);
+  /* The reply came only once the cut-off second was over: tokens issued from now on work. */
+  TT_ASSERT(t1 > t0);
   json_t *later = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "bob"));
   TT_EQ_STR(verify(c, str_of(later, "token"), NULL, true), "");
   json_t *lp = pair_for(c, "bob");
@@ -827,6 +917,46 @@ static void user_revoke_logs_out_everywhere(void) {
   json_decref(sc);
   json_decref(s2);
   json_decref(s1);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* A login right after "log out everywhere" works: user.revoke answers only once the cut-off
+ * second is over, so a token issued after its reply has iat > before (it used to be dead on
+ * arrival when issued in the same second). Also for the local verifier's feed: the `sub`
+ * notification's before is below the new token's iat. */
+static void login_right_after_user_revoke_works(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  raw feed;
+  raw_open(&feed, &d);
+  raw_subscribe(&feed);
+  for (int round = 0; round < 3; round++) {
+    json_t *old = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "nina"));
+    json_decref(call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "nina")));
+    json_t *t = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "nina"));
+    json_t *p = pair_for(c, "nina");
+    TT_EQ_STR(verify(c, str_of(old, "token"), NULL, true), "revoked");
+    TT_EQ_STR(verify(c, str_of(t, "token"), NULL, true), "");
+    TT_EQ_STR(verify(c, str_of(p, "access_token"), NULL, true), "");
+    json_t *p2 = refresh_ok(c, str_of(p, "refresh_token"));
+    TT_EQ_STR(verify(c, str_of(p2, "access_token"), NULL, true), "");
+    /* What subscribers are told agrees: before < the new token's iat <= the old one's... */
+    json_t *args = expect_note(&feed, "revoked");
+    json_t *e = entry_of(args, "sub", "nina");
+    TT_ASSERT(e != NULL);
+    long long before = int_of(e, "before");
+    TT_ASSERT(claim_int(str_of(old, "token"), "iat") <= before);
+    TT_ASSERT(claim_int(str_of(t, "token"), "iat") > before);
+    TT_ASSERT(claim_int(str_of(p, "access_token"), "iat") > before);
+    json_decref(args);
+    json_decref(p2);
+    json_decref(p);
+    json_decref(t);
+    json_decref(old);
+  }
+  raw_close(&feed);
   tessera_close(c);
   stop_clean(&d);
 }
@@ -1039,31 +1169,32 @@ static void revocation_list_is_swept(void) {
   stop_clean(&d);
 }
 
-/* A token is accepted through the second exp + leeway; its revocation must stay in force through
- * that same second, whatever the sweeper does, and a family must be refreshable through it. */
+/* A token is accepted while now < exp + leeway: its last second is exp + leeway - 1. Its
+ * revocation must stay in force through that second, whatever the sweeper does, and a family
+ * must be refreshable through it. */
 static void revocation_holds_through_the_last_second(void) {
   static const char *const args[] = {"--leeway", "0", "--sweep-interval", "100ms", NULL};
   td_daemon d;
   td_start(&d, args);
   tessera_client *c = client_of(&d);
-  json_t *t = call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "vera", "ttl", 2));
+  json_t *t = call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "vera", "ttl", 3));
   json_t *live = call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "vera",
-                                                    "access_ttl", 2, "refresh_ttl", 2));
+                                                    "access_ttl", 3, "refresh_ttl", 3));
   TT_EQ_INT(revoke_token(c, str_of(t, "token")), 1);
   long long exp = int_of(t, "expires_at");
   long long rexp = int_of(live, "refresh_expires_at");
-  wait_clock_past(rexp - 1); /* the refresh token's last second */
+  wait_clock_past(rexp - 2); /* the refresh token's last second */
   json_t *next = NULL;
-  if ((long long)time(NULL) == rexp) { /* still accepted: the family must be there too */
+  if ((long long)time(NULL) == rexp - 1) { /* still accepted: the family must be there too */
     const char *code = refresh(c, str_of(live, "refresh_token"), &next);
-    TT_ASSERT_MSG(code[0] == 0 || (long long)time(NULL) > rexp, "refresh in its last second: %s", code);
+    TT_ASSERT_MSG(code[0] == 0 || (long long)time(NULL) >= rexp, "refresh in its last second: %s", code);
   }
-  wait_clock_past(exp - 1);
+  wait_clock_past(exp - 2);
   int checks = 0;
-  while ((long long)time(NULL) == exp) { /* the whole last second, with ~10 sweeps in it */
+  while ((long long)time(NULL) == exp - 1) { /* the whole last second, with ~10 sweeps in it */
     const char *code = verify(c, str_of(t, "token"), NULL, true);
     TT_ASSERT_MSG(strcmp(code, "revoked") == 0 || (strcmp(code, "expired") == 0 &&
-                                                   (long long)time(NULL) > exp),
+                                                   (long long)time(NULL) >= exp),
                   "a revoked token answered '%s' in its last second", code);
     checks++;
     usleep(50 * 1000);
@@ -1474,13 +1605,17 @@ static const tt_case cases[] = {
     TT_CASE(concurrent_refreshes_advance_the_family_once),
     TT_CASE(previous_token_within_grace_then_reused),
     TT_CASE(two_generations_old_is_reused_at_once),
+    TT_CASE(refresh_family_has_a_max_lifetime),
     TT_CASE(revoke_refresh_token_kills_its_family),
     TT_CASE(revoke_by_family),
     TT_CASE(revoke_access_token_denylists_its_jti),
     TT_CASE(revoke_by_jti_and_exp),
+    TT_CASE(revoke_by_jti_with_huge_exp),
+    TT_CASE(revoked_refresh_jti_cannot_refresh),
     TT_CASE(revoke_garbage_answers_zero),
     TT_CASE(revoke_needs_exactly_one_target),
     TT_CASE(user_revoke_logs_out_everywhere),
+    TT_CASE(login_right_after_user_revoke_works),
     TT_CASE(subscribers_hear_every_revocation),
     TT_CASE(notification_means_durable),
     TT_CASE(revocation_list_is_swept),

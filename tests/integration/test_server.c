@@ -89,6 +89,86 @@ static void errors_are_named(void) {
   td_cleanup(&d);
 }
 
+/* {key: value (n raw bytes)} plus, when extra_key is set, {extra_key: extra_val}; packed. */
+static void pack_params(msgpack_sbuffer *sb, const char *key, const char *value, size_t n,
+                        const char *extra_key, const char *extra_val) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, extra_key ? 2 : 1);
+  msgpack_pack_str_with_body(&pk, key, strlen(key));
+  msgpack_pack_str_with_body(&pk, value, n);
+  if (extra_key) {
+    msgpack_pack_str_with_body(&pk, extra_key, strlen(extra_key));
+    msgpack_pack_str_with_body(&pk, extra_val, strlen(extra_val));
+  }
+}
+
+/* Apps pass whatever the cookie or header held: an empty or garbage sid/token (too long, not
+ * UTF-8, a NUL inside) is unauthenticated, or {revoked: 0} for the revoke methods, never
+ * bad_request, so that every such answer maps to a 401. A wrong type stays bad_request. A
+ * method name that is not valid UTF-8 is bad_request. */
+static void bad_credentials_are_unauthenticated(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  static const struct {
+    const char *method, *key, *extra_key, *extra_val, *code;
+  } methods[] = {
+      {"session.validate", "sid", NULL, NULL, "unauthenticated"},
+      {"session.rotate", "sid", NULL, NULL, "unauthenticated"},
+      {"session.revoke", "sid", NULL, NULL, ""},
+      {"session.exchange", "token", "purpose", "login", "unauthenticated"},
+      {"token.verify", "token", NULL, NULL, "unauthenticated"},
+      {"token.consume", "token", "purpose", "login", "unauthenticated"},
+      {"token.refresh", "refresh_token", NULL, NULL, "unauthenticated"},
+      {"token.revoke", "token", NULL, NULL, ""},
+  };
+  static char big[20000];
+  memset(big, 'A', sizeof(big));
+  static const struct {
+    const char *bytes;
+    size_t n;
+  } values[] = {{"", 0},       {"garbage", 7},  {"\xff\xfe", 2}, {"a\0b", 3},
+                {"a.b.c", 5},  {"\xc3", 1},     {big, 9000},    {big, sizeof(big)}};
+  for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+      msgpack_sbuffer sb;
+      msgpack_sbuffer_init(&sb);
+      pack_params(&sb, methods[m].key, values[i].bytes, values[i].n, methods[m].extra_key,
+                  methods[m].extra_val);
+      char code[32];
+      tw_call_raw(d.socket, methods[m].method, strlen(methods[m].method), sb.data, sb.size, code,
+                  sizeof(code));
+      TT_ASSERT_MSG(strcmp(code, methods[m].code) == 0, "%s value %zu: got '%s', expected '%s'",
+                    methods[m].method, i, code, methods[m].code);
+      msgpack_sbuffer_destroy(&sb);
+    }
+  }
+  /* The revoke methods answer {revoked: 0}, and a wrong type is still bad_request. */
+  tessera_client *c = client_of(&d);
+  json_t *r = call_ok(c, "token.revoke", "{\"token\": \"\"}");
+  TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 0);
+  json_decref(r);
+  r = call_ok(c, "session.revoke", "{\"sid\": \"\"}");
+  TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 0);
+  json_decref(r);
+  json_t *p = json_pack("{s:i}", "sid", 42);
+  tessera_error err;
+  TT_EQ_INT(tessera_call(c, "session.validate", p, 10000, &r, &err), TESSERA_EREMOTE);
+  TT_EQ_STR(err.code, "bad_request");
+  json_decref(p);
+  tessera_close(c);
+  /* Method names: not UTF-8 is bad_request; valid but unknown is unknown_method. */
+  char code[32];
+  tw_call_raw(d.socket, "sys.ping\xff", 9, NULL, 0, code, sizeof(code));
+  TT_EQ_STR(code, "bad_request");
+  tw_call_raw(d.socket, "\xc0\xae", 2, NULL, 0, code, sizeof(code));
+  TT_EQ_STR(code, "bad_request");
+  tw_call_raw(d.socket, "sys.p\xc3\xafng", 7, NULL, 0, code, sizeof(code));
+  TT_EQ_STR(code, "unknown_method");
+  TT_ASSERT(WIFEXITED(td_stop(&d)));
+  td_cleanup(&d);
+}
+
 /* Bad shapes with a good msgid answer bad_request on a connection that stays open. */
 static void bad_shapes_get_bad_request(void) {
   td_daemon d;
@@ -606,6 +686,7 @@ static const tt_case cases[] = {
     TT_CASE(ping_answers),
     TT_CASE(errors_are_named),
     TT_CASE(bad_shapes_get_bad_request),
+    TT_CASE(bad_credentials_are_unauthenticated),
     TT_CASE(hostile_input_closes_only_that_connection),
     TT_CASE(message_over_limit_closes),
     TT_CASE(hostile_connections_keep_memory_flat),

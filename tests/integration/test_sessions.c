@@ -16,6 +16,8 @@
 
 #include <tessera/tessera.h>
 
+#include <lmdb.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -211,6 +213,24 @@ static void create_many(tessera_client *c, const json_t *params, int n,
       if (each) each(r, base + i, arg);
       json_decref(r);
     }
+  }
+}
+
+/* How many sessions session.list shows for sub, walking every page (limit 1000). */
+static long long count_listed(tessera_client *c, const char *sub) {
+  long long n = 0;
+  char *after = NULL;
+  for (int pages = 0;; pages++) {
+    TT_ASSERT(pages < 1000);
+    json_t *p = json_pack("{s:s, s:i}", "sub", sub, "limit", 1000);
+    if (after) json_object_set_new(p, "after", json_string(after));
+    json_t *l = call_ok(c, "session.list", p);
+    n += (long long)json_array_size(json_object_get(l, "sessions"));
+    free(after);
+    json_t *next = json_object_get(l, "next");
+    after = next ? strdup(json_string_value(next)) : NULL;
+    json_decref(l);
+    if (!after) return n;
   }
 }
 
@@ -488,9 +508,7 @@ static void create_1000_distinct(void) {
     TT_ASSERT_MSG(strcmp(ids.handle[i - 1], ids.handle[i]) != 0, "duplicate handle");
   }
   TT_EQ_INT(stat_of(c, "sessions"), N);
-  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "many"));
-  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), N);
-  json_decref(l);
+  TT_EQ_INT(count_listed(c, "many"), N);
   idset_free(&ids);
   tessera_close(c);
   stop_clean(&d);
@@ -583,13 +601,16 @@ static void validate_returns_the_session(void) {
   TT_EQ_INT(json_array_size(json_object_get(v, "anomalies")), 0);
   TT_ASSERT(json_object_get(v, "sid") == NULL);
   json_decref(v);
-  /* Anomalies against the creating client. */
+  /* Anomalies against the creating client. A bound user agent left out counts as changed (the
+   * rule --bind-policy enforce needs); a bound ip left out is not reported. */
   struct {
     const char *ip, *ua, *want;
   } cases[] = {
-      {NULL, NULL, "[]"},
-      {"203.0.113.9", NULL, "[]"},
-      {"198.51.100.7", NULL, "[\"ip_changed\"]"},
+      {NULL, NULL, "[\"ua_changed\"]"},
+      {"203.0.113.9", "Firefox/128", "[]"},
+      {"203.0.113.9", NULL, "[\"ua_changed\"]"},
+      {NULL, "Firefox/128", "[]"},
+      {"198.51.100.7", NULL, "[\"ip_changed\", \"ua_changed\"]"},
       {"198.51.100.7", "Firefox/128", "[\"ip_changed\"]"},
       {NULL, "curl/8.0", "[\"ua_changed\"]"},
       {"203.0.113.9", "curl/8.0", "[\"ua_changed\"]"},
@@ -659,6 +680,83 @@ static void bind_policy_enforce_drops_on_ua_change(void) {
   TT_EQ_INT(stat_of(c, "sessions"), 0);
   json_decref(r);
   tessera_close(other);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* The anomalies of one validate, as a comma-joined string ("" for none); the code in code. */
+static const char *anomalies_of(tessera_client *c, const char *sid, json_t *client, char *buf,
+                                size_t cap) {
+  json_t *v = NULL;
+  const char *code = validate(c, sid, client, &v);
+  buf[0] = 0;
+  if (code[0]) {
+    snprintf(buf, cap, "error %s", code);
+    return buf;
+  }
+  json_t *a = json_object_get(v, "anomalies");
+  for (size_t i = 0; i < json_array_size(a); i++)
+    snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", i ? "," : "",
+             json_string_value(json_array_get(a, i)));
+  json_decref(v);
+  return buf;
+}
+
+/* --bind-policy enforce could be bypassed by leaving client.ua out at validate (and an empty
+ * ua was refused as bad_request, so apps left it out). A session bound to a user agent now
+ * treats a missing or empty one as changed: under enforce the session is revoked and the
+ * answer is unauthenticated; under report it is reported as ua_changed. */
+static void bind_policy_missing_ua_counts_as_changed(void) {
+  char buf[128];
+  /* report (the default): reported, the session lives on. */
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *r = create(c, json_pack("{s:s, s:{s:s}}", "sub", "uma", "client", "ua", "Safari/17"));
+  const char *sid = str_of(r, "sid");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ua", "Safari/17"), buf, sizeof(buf)), "");
+  TT_EQ_STR(anomalies_of(c, sid, NULL, buf, sizeof(buf)), "ua_changed");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{}"), buf, sizeof(buf)), "ua_changed");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ua", ""), buf, sizeof(buf)), "ua_changed");
+  TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ip", "10.0.0.1"), buf, sizeof(buf)),
+            "ua_changed");
+  /* Without a ua bound at create (none, or ""), nothing is reported. */
+  json_t *nb = create(c, json_pack("{s:s, s:{s:s}}", "sub", "uma", "client", "ua", ""));
+  TT_EQ_STR(anomalies_of(c, str_of(nb, "sid"), NULL, buf, sizeof(buf)), "");
+  TT_EQ_STR(anomalies_of(c, str_of(nb, "sid"), json_pack("{s:s}", "ua", "curl/8"), buf,
+                         sizeof(buf)),
+            "");
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "uma"));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 2);
+  json_decref(l);
+  json_decref(nb);
+  json_decref(r);
+  tessera_close(c);
+  stop_clean(&d);
+
+  /* enforce: a missing or an empty ua revokes the session. */
+  static const char *const args[] = {"--bind-policy", "enforce", NULL};
+  td_start(&d, args);
+  c = client_of(&d);
+  for (int how = 0; how < 3; how++) {
+    r = create(c, json_pack("{s:s, s:{s:s}}", "sub", "uma", "client", "ua", "Safari/17"));
+    sid = str_of(r, "sid");
+    TT_EQ_STR(anomalies_of(c, sid, json_pack("{s:s}", "ua", "Safari/17"), buf, sizeof(buf)), "");
+    json_t *cl = how == 0 ? NULL : how == 1 ? json_pack("{s:s}", "ua", "")
+                                            : json_pack("{s:s}", "ip", "10.0.0.1");
+    TT_EQ_STR(validate(c, sid, cl, NULL), "unauthenticated");
+    /* Dead for everybody, also with the right ua. */
+    TT_EQ_STR(validate(c, sid, json_pack("{s:s}", "ua", "Safari/17"), NULL), "unauthenticated");
+    json_decref(r);
+  }
+  l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "uma"));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
+  json_decref(l);
+  /* A session bound to no ua is not affected by enforce. */
+  r = create_sub(c, "uma");
+  expect_valid(c, str_of(r, "sid"));
+  TT_EQ_STR(anomalies_of(c, str_of(r, "sid"), json_pack("{s:s}", "ua", ""), buf, sizeof(buf)), "");
+  json_decref(r);
   tessera_close(c);
   stop_clean(&d);
 }
@@ -997,10 +1095,40 @@ static void list_shows_live_sessions_never_sids(void) {
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 0);
   json_decref(l);
   expect_error(c, "session.list", json_pack("{}"), "bad_request", "sub");
-  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 5), "bad_request",
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 0), "bad_request",
                "limit");
   for (int i = 0; i < 4; i++) json_decref(s[i]);
   json_decref(foreign);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
+/* Reads that cannot start (every LMDB reader slot taken, here by this process holding read
+ * transactions on the daemon's data dir) answer unavailable: session.list used to abort a
+ * transaction it never got. Once the slots are free again, everything works. */
+static void list_when_reads_fail_is_unavailable(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = client_of(&d);
+  json_t *s = create_sub(c, "lena");
+  MDB_env *env;
+  TT_ASSERT(mdb_env_create(&env) == 0);
+  TT_ASSERT(mdb_env_set_maxdbs(env, 16) == 0);
+  TT_ASSERT_MSG(mdb_env_open(env, d.data, MDB_NOTLS | MDB_RDONLY, 0600) == 0, "open %s", d.data);
+  MDB_txn *held[512];
+  int n = 0, rc = 0;
+  while (n < 512 && (rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &held[n])) == 0) n++;
+  TT_ASSERT_MSG(rc == MDB_READERS_FULL, "%d readers, then %s", n, mdb_strerror(rc));
+  expect_error(c, "session.list", json_pack("{s:s}", "sub", "lena"), "unavailable", NULL);
+  expect_error(c, "session.validate", json_pack("{s:s}", "sid", str_of(s, "sid")), "unavailable",
+               NULL);
+  while (n > 0) mdb_txn_abort(held[--n]);
+  mdb_env_close(env);
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "lena"));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 1);
+  json_decref(l);
+  expect_valid(c, str_of(s, "sid"));
+  json_decref(s);
   tessera_close(c);
   stop_clean(&d);
 }
@@ -1132,9 +1260,7 @@ static void durable_check(tessera_client *c, durable_set *s) {
   expect_refused(c, s->revoked_sid);
   expect_refused(c, s->rotated_old);
   expect_valid(c, s->rotated_new);
-  json_t *l = call_ok(c, "session.list", json_pack("{s:s}", "sub", "mia"));
-  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), DN + 1 /* rotated one */);
-  json_decref(l);
+  TT_EQ_INT(count_listed(c, "mia"), DN + 1 /* rotated one */);
   idset_free(&s->ids);
 }
 
@@ -1421,9 +1547,7 @@ static void store_cap_answers_unavailable(void) {
   for (int i = 0; i < n; i++) expect_valid(c, ids.sid[i]);
   tessera_client *c2 = client_of(&d);
   json_decref(call_ok(c2, "sys.ping", NULL));
-  json_t *l = call_ok(c2, "session.list", json_pack("{s:s}", "sub", "olga"));
-  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), n);
-  json_decref(l);
+  TT_EQ_INT(count_listed(c2, "olga"), n);
   /* Freeing space (revokes work at the cap) makes room again: LMDB reuses the freed pages. */
   int freed = n / 2;
   static uint32_t rid[MAX];
@@ -1552,7 +1676,8 @@ static void cli_session_commands(void) {
   TT_ASSERT(in >= 599 && in <= 600);
   TT_ASSERT(int_of(c1, "idle_expires_at") <= int_of(c1, "expires_at"));
   TT_ASSERT(strncmp(str_of(c1, "cookie"), "__Host-sid=", 11) == 0);
-  json_t *v = cli_json(&d, (const char *const[]){"session", "validate", "--", sid, NULL});
+  json_t *v = cli_json(
+      &d, (const char *const[]){"session", "validate", "--ua", "cli-test", "--", sid, NULL});
   TT_EQ_STR(str_of(v, "sub"), "pat");
   TT_EQ_STR(str_of(v, "handle"), handle);
   TT_EQ_STR(str_of(json_object_get(v, "data"), "tier"), "gold");
@@ -1636,6 +1761,109 @@ static void cli_session_commands(void) {
   stop_clean(&d);
 }
 
+/* One page of session.list; returns the handles (appended to seen, counted in *n_seen) and the
+ * `next` cursor (malloc'd, or NULL on the last page). */
+static char *list_page(tessera_client *c, const char *sub, int limit, const char *after,
+                       char (*seen)[HANDLE_CHARS + 1], int *n_seen, int cap, size_t *page_size) {
+  json_t *p = json_pack("{s:s}", "sub", sub);
+  if (limit) json_object_set_new(p, "limit", json_integer(limit));
+  if (after) json_object_set_new(p, "after", json_string(after));
+  json_t *l = call_ok(c, "session.list", p);
+  json_t *arr = json_object_get(l, "sessions");
+  *page_size = json_array_size(arr);
+  for (size_t k = 0; k < json_array_size(arr); k++) {
+    TT_ASSERT(*n_seen < cap);
+    snprintf(seen[(*n_seen)++], HANDLE_CHARS + 1, "%s", str_of(json_array_get(arr, k), "handle"));
+  }
+  json_t *next = json_object_get(l, "next");
+  char *ret = next ? strdup(json_string_value(next)) : NULL;
+  TT_ASSERT(!next || (ret && strlen(ret) > 0));
+  json_decref(l);
+  return ret;
+}
+
+/* session.list was unbounded: it is paged now (limit, default 100, at most 1000; an opaque
+ * `after` cursor; `next` while more remain). Walking the pages lists every live session once. */
+static void list_is_paged(void) {
+  static const char *const args[] = {"--durability", "relaxed", NULL};
+  td_daemon d;
+  td_start(&d, args);
+  tessera_client *c = client_of(&d);
+  enum { N = 107 };
+  idset ids = idset_new(N);
+  json_t *params = json_pack("{s:s}", "sub", "pam");
+  create_many(c, params, N, keep_ids, &ids);
+  json_decref(params);
+  TT_EQ_INT(revoke_n(c, "handle", ids.handle[5]), 1); /* a dead one is never listed */
+  json_t *foreign = create_sub(c, "pamela");
+  static char seen[2 * N][HANDLE_CHARS + 1];
+  int n_seen = 0;
+  size_t size;
+  /* The default page is 100. */
+  char *next = list_page(c, "pam", 0, NULL, seen, &n_seen, 2 * N, &size);
+  TT_EQ_INT(size, 100);
+  TT_ASSERT(next != NULL);
+  char *last = list_page(c, "pam", 0, next, seen, &n_seen, 2 * N, &size);
+  TT_EQ_INT(size, N - 1 - 100);
+  TT_ASSERT(last == NULL);
+  free(next);
+  /* Pages of 10 see the same sessions, each once. */
+  int n_small = 0, pages = 0;
+  static char small[2 * N][HANDLE_CHARS + 1];
+  char *cur = NULL;
+  do {
+    char *nx = list_page(c, "pam", 10, cur, small, &n_small, 2 * N, &size);
+    TT_ASSERT(size <= 10);
+    TT_ASSERT_MSG(size == 10 || nx == NULL, "a short page (%zu) with a next", size);
+    free(cur);
+    cur = nx;
+    TT_ASSERT(++pages <= 20);
+  } while (cur);
+  TT_EQ_INT(n_small, N - 1);
+  TT_EQ_INT(pages, (N - 1 + 9) / 10);
+  qsort(seen, (size_t)n_seen, HANDLE_CHARS + 1, cmp_str);
+  qsort(small, (size_t)n_small, HANDLE_CHARS + 1, cmp_str);
+  TT_EQ_INT(n_seen, N - 1);
+  for (int i = 0; i < n_seen; i++) {
+    TT_EQ_STR(seen[i], small[i]);
+    if (i) TT_ASSERT_MSG(strcmp(seen[i - 1], seen[i]) != 0, "%s listed twice", seen[i]);
+    TT_ASSERT(strcmp(seen[i], ids.handle[5]) != 0);
+    TT_ASSERT(strcmp(seen[i], str_of(foreign, "handle")) != 0);
+  }
+  /* limit 1000 is fine, anything else out of range or not a cursor is bad_request. */
+  json_t *l = call_ok(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", 1000));
+  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), N - 1);
+  TT_ASSERT(json_object_get(l, "next") == NULL);
+  json_decref(l);
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", 1001),
+               "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", -1),
+               "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "pam", "limit", "5"),
+               "bad_request", "limit");
+  expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "pam", "after", "garbage"),
+               "bad_request", "after");
+  expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "after", 3),
+               "bad_request", "after");
+  /* The CLI pages too. */
+  json_t *p1 = cli_json(&d, (const char *const[]){"session", "list", "pam", "--limit", "2", NULL});
+  TT_EQ_INT(json_array_size(json_object_get(p1, "sessions")), 2);
+  const char *cursor = str_of(p1, "next");
+  json_t *p2 = cli_json(&d, (const char *const[]){"session", "list", "--limit", "2", "--after",
+                                                  cursor, "--", "pam", NULL});
+  TT_EQ_INT(json_array_size(json_object_get(p2, "sessions")), 2);
+  for (size_t i = 0; i < 2; i++) /* the second page goes on where the first stopped */
+    for (size_t j = 0; j < 2; j++)
+      TT_ASSERT(strcmp(str_of(json_array_get(json_object_get(p1, "sessions"), i), "handle"),
+                       str_of(json_array_get(json_object_get(p2, "sessions"), j), "handle")) != 0);
+  json_decref(p2);
+  json_decref(p1);
+  json_decref(foreign);
+  idset_free(&ids);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static const tt_case cases[] = {
     TT_CASE(create_reply_shape),
     TT_CASE(create_follows_configuration),
@@ -1644,12 +1872,15 @@ static const tt_case cases[] = {
     TT_CASE(data_file_holds_no_sid),
     TT_CASE(validate_returns_the_session),
     TT_CASE(bind_policy_enforce_drops_on_ua_change),
+    TT_CASE(bind_policy_missing_ua_counts_as_changed),
     TT_CASE(validate_refuses_unknown_and_malformed_sids),
     TT_CASE(expiry_enforced_before_the_sweeper_runs),
     TT_CASE(idle_timeout_slides_with_use),
     TT_CASE(rotate_replaces_the_sid),
     TT_CASE(revoke_by_sid_and_by_handle),
     TT_CASE(list_shows_live_sessions_never_sids),
+    TT_CASE(list_when_reads_fail_is_unavailable),
+    TT_CASE(list_is_paged),
     TT_CASE(revoke_all_with_and_without_except),
     TT_CASE(revoke_all_of_a_sub_with_many_sessions),
     TT_CASE(sessions_survive_sigterm_restart),

@@ -1213,6 +1213,70 @@ static void audience_is_checked(void) {
   free(api), free(plain);
 }
 
+/* {sub: "alice", aud: A} on the raw wire, where A is one str (n == 1 and !as_array) or an array
+ * of n strs, each given as bytes (any bytes: the client library cannot send invalid UTF-8). */
+static void raw_aud_code(const td_daemon *d, const char *method, bool as_array,
+                         const char *const *strs, const size_t *lens, size_t n, char *code,
+                         size_t cap) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 2);
+  msgpack_pack_str_with_body(&pk, "sub", 3);
+  msgpack_pack_str_with_body(&pk, "alice", 5);
+  msgpack_pack_str_with_body(&pk, "aud", 3);
+  if (as_array) msgpack_pack_array(&pk, n);
+  for (size_t i = 0; i < n; i++) msgpack_pack_str_with_body(&pk, strs[i], lens[i]);
+  tw_call_raw(d->socket, method, strlen(method), sb.data, sb.size, code, cap);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* An aud that is not valid UTF-8 (or holds a NUL) is refused: it used to be dropped in the
+ * conversion to JSON, and the token was issued with no audience at all (fail-open). */
+static void aud_with_invalid_utf8_is_bad_request(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  static const char *const methods[] = {"token.issue", "token.pair"};
+  struct {
+    bool array;
+    const char *s[2];
+    size_t len[2];
+    size_t n;
+    const char *code;
+  } rows[] = {
+      {false, {"api\xff"}, {4}, 1, "bad_request"},
+      {true, {"good", "\xff"}, {4, 1}, 2, "bad_request"},
+      {true, {"\xc0\xaf"}, {2}, 1, "bad_request"},   /* overlong '/' */
+      {false, {"a\0b"}, {3}, 1, "bad_request"},       /* a NUL */
+      {true, {"good", "a\0b"}, {4, 3}, 2, "bad_request"},
+      {false, {"api"}, {3}, 1, ""},                   /* the well-formed twins */
+      {true, {"good", "caf\xc3\xa9"}, {4, 5}, 2, ""},
+  };
+  for (size_t m = 0; m < 2; m++) {
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+      char code[32];
+      raw_aud_code(&d, methods[m], rows[i].array, rows[i].s, rows[i].len, rows[i].n, code,
+                   sizeof(code));
+      TT_ASSERT_MSG(strcmp(code, rows[i].code) == 0, "%s row %zu: got '%s', expected '%s'",
+                    methods[m], i, code, rows[i].code);
+    }
+  }
+  /* Nothing was stored for the refused pairs: only the two good ones made families. */
+  tessera_client *c = client_of(&d);
+  json_t *st = call_ok(c, "sys.stats", NULL);
+  TT_EQ_INT(int_of(st, "families"), 2);
+  json_decref(st);
+  /* And a good aud is in the token. */
+  char *t = issue(c, json_pack("{s:s, s:[s, s]}", "sub", "alice", "aud", "good", "caf\u00e9"), NULL);
+  json_t *v = verify_ok(c, "aud with an accent", t, "caf\u00e9", NULL);
+  TT_ASSERT(json_is_array(json_object_get(json_object_get(v, "claims"), "aud")));
+  json_decref(v);
+  free(t);
+  tessera_close(c);
+  stop_clean(&d);
+}
+
 static void times_are_checked_with_leeway(void) {
   td_daemon d;
   td_start(&d, NULL); /* --leeway 60 */
@@ -1232,6 +1296,8 @@ static void times_are_checked_with_leeway(void) {
       {"nbf in 2 minutes", "nbf", now + 120, "expired"},
       {"nbf in a day", "nbf", now + 86400, "expired"},
       {"nbf in 20 s, within the leeway", "nbf", now + 20, ""},
+      {"iat in 2 minutes", "iat", now + 120, "expired"},
+      {"iat in 20 s, within the leeway", "iat", now + 20, ""},
   };
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
     json_t *cl = good_claims();
@@ -1282,11 +1348,11 @@ static void issued_token_expires_without_leeway(void) {
   char *t = issue(c, json_pack("{s:s, s:i}", "sub", "alice", "ttl", 1), &reply);
   long long exp = int_of(reply, "expires_at");
   TT_ASSERT(int_of(reply, "expires_in") <= 1);
-  if ((long long)time(NULL) <= exp) json_decref(verify_ok(c, "ttl 1, at once", t, NULL, NULL));
-  /* exp itself still passes (now > exp + leeway refuses); wait for the second after it, as
-   * time() reads it: the daemon's clock, which is the coarse one and may lag CLOCK_REALTIME by
-   * a tick, so the loop asks time() and naps a little past each boundary. */
-  while ((long long)time(NULL) <= exp) {
+  if ((long long)time(NULL) < exp) json_decref(verify_ok(c, "ttl 1, at once", t, NULL, NULL));
+  /* RFC 7519 4.1.4: the token is refused from the second exp itself (with leeway 0). Wait for
+   * that second as time() reads it: the daemon's clock, which is the coarse one and may lag
+   * CLOCK_REALTIME by a tick, so the loop asks time() and naps a little past each boundary. */
+  while ((long long)time(NULL) < exp) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     TT_ASSERT(exp - (long long)now.tv_sec < 5);
@@ -1296,7 +1362,7 @@ static void issued_token_expires_without_leeway(void) {
     if (ts.tv_nsec == 1000000000L) ts.tv_sec = 1, ts.tv_nsec = 0;
     nanosleep(&ts, NULL);
   }
-  expect_refused(c, "ttl 1, a second later", t, "expired");
+  expect_refused(c, "ttl 1, at exp", t, "expired");
   json_decref(reply);
   free(t);
   tessera_close(c);
@@ -1907,6 +1973,7 @@ static const tt_case cases[] = {
     TT_CASE(duplicate_members_are_unauthenticated),
     TT_CASE(wrong_issuer_is_unauthenticated),
     TT_CASE(audience_is_checked),
+    TT_CASE(aud_with_invalid_utf8_is_bad_request),
     TT_CASE(times_are_checked_with_leeway),
     TT_CASE(issued_token_expires_without_leeway),
     TT_CASE(token_over_8k_is_unauthenticated),

@@ -102,3 +102,34 @@ bool tw_read_response(tw_reader *r, int timeout_ms, uint32_t *msgid, char *code,
   }
   return true;
 }
+
+void tw_call_raw(const char *socket_path, const char *method, size_t method_len,
+                 const void *params, size_t params_len, char *code, size_t cap) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 4);
+  msgpack_pack_uint8(&pk, 0);
+  msgpack_pack_uint32(&pk, 4242);
+  msgpack_pack_str_with_body(&pk, method, method_len);
+  msgpack_pack_array(&pk, params ? 1 : 0);
+  if (params) msgpack_sbuffer_write(&sb, params, params_len);
+  int fd = tw_connect(socket_path);
+  tw_reader rd;
+  tw_reader_init(&rd, fd);
+  TT_ASSERT(tw_send(fd, sb.data, sb.size));
+  uint32_t id = 0;
+  TT_ASSERT_MSG(tw_read_response(&rd, 10000, &id, code, cap), "no reply to a raw %.*s",
+                (int)method_len, method);
+  TT_EQ_INT(id, 4242);
+  /* The connection stays usable. */
+  TT_ASSERT(tw_send_request(fd, 4243, "sys.ping"));
+  char c2[32];
+  TT_ASSERT(tw_read_response(&rd, 10000, &id, c2, sizeof(c2)));
+  TT_EQ_INT(id, 4243);
+  TT_EQ_STR(c2, "");
+  tw_reader_destroy(&rd);
+  close(fd);
+  msgpack_sbuffer_destroy(&sb);
+}

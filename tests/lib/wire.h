@@ -30,4 +30,10 @@ const msgpack_object *tw_next(tw_reader *r, int timeout_ms);
 /* Reads one response; fills msgid, and whether it is an error (code copied to code). */
 bool tw_read_response(tw_reader *r, int timeout_ms, uint32_t *msgid, char *code, size_t cap);
 
+/* On a new connection: sends [0, id, method (method_len raw bytes, any bytes), [params]] where
+ * params is one msgpack map already packed (NULL: []), reads the reply into code ("" on
+ * success, else the error code), checks the connection still answers sys.ping, closes it. */
+void tw_call_raw(const char *socket_path, const char *method, size_t method_len,
+                 const void *params, size_t params_len, char *code, size_t cap);
+
 #endif

@@ -559,14 +559,17 @@ static void claims_exp_boundary(void) {
   const char *c = "{\"exp\":1000}";
   TT_EQ_INT(check(c, 0, NULL, NULL), 0);
   TT_EQ_INT(check(c, 1000, NULL, NULL), 0);
-  TT_EQ_INT(check(c, 1060, NULL, NULL), 0); /* now == exp + leeway: still valid */
+  TT_EQ_INT(check(c, 1059, NULL, NULL), 0); /* the last second of the leeway */
+  TT_EQ_INT(check(c, 1060, NULL, NULL), TS_EEXPIRED); /* now == exp + leeway: refused */
   TT_EQ_INT(check(c, 1061, NULL, NULL), TS_EEXPIRED);
   TT_EQ_INT(check(c, 5000, NULL, NULL), TS_EEXPIRED);
   TT_EQ_INT(check("{\"exp\":9223372036854775807}", 2000000000, NULL, NULL), 0); /* no overflow */
   ts_claim_rules r = {.now = 1001, .leeway = 0};
   json_t *j = claims(c);
   TT_EQ_INT(ts_jws_check_claims(j, &r), TS_EEXPIRED);
-  r.now = 1000;
+  r.now = 1000; /* RFC 7519 4.1.4: refused "on or after" exp */
+  TT_EQ_INT(ts_jws_check_claims(j, &r), TS_EEXPIRED);
+  r.now = 999;
   TT_EQ_INT(ts_jws_check_claims(j, &r), 0);
   json_decref(j);
 }
@@ -578,6 +581,25 @@ static void claims_nbf_boundary(void) {
   TT_EQ_INT(check(c, 939, NULL, NULL), TS_EEXPIRED);
   TT_EQ_INT(check(c, 0, NULL, NULL), TS_EEXPIRED);
   TT_EQ_INT(check("{\"exp\":5000,\"nbf\":-9223372036854775807}", 100, NULL, NULL), 0);
+}
+
+/* iat in the future is refused beyond the leeway; exactly at now + leeway it passes. */
+static void claims_iat_in_the_future(void) {
+  const char *c = "{\"exp\":9000,\"iat\":1060}";
+  TT_EQ_INT(check(c, 1000, NULL, NULL), 0);    /* iat == now + leeway */
+  TT_EQ_INT(check(c, 999, NULL, NULL), TS_EEXPIRED);
+  TT_EQ_INT(check("{\"exp\":9000,\"iat\":100000}", 1000, NULL, NULL), TS_EEXPIRED);
+  TT_EQ_INT(check("{\"exp\":9000,\"iat\":9223372036854775807}", 1000, NULL, NULL), TS_EEXPIRED);
+  TT_EQ_INT(check("{\"exp\":9000,\"iat\":-5}", 1000, NULL, NULL), 0);
+  ts_claim_rules r = {.now = 1000, .leeway = 0};
+  json_t *j = claims("{\"exp\":9000,\"iat\":1001}");
+  TT_EQ_INT(ts_jws_check_claims(j, &r), TS_EEXPIRED);
+  r.now = 1001;
+  TT_EQ_INT(ts_jws_check_claims(j, &r), 0);
+  r.now = INT64_MAX; /* no overflow on now + leeway either */
+  r.leeway = 60;
+  TT_EQ_INT(ts_jws_check_claims(j, &r), TS_EEXPIRED); /* past exp, not an overflow verdict */
+  json_decref(j);
 }
 
 static void claims_types(void) {
@@ -646,6 +668,7 @@ static const tt_case cases[] = {
     TT_CASE(reject_oversized),
     TT_CASE(claims_exp_boundary),
     TT_CASE(claims_nbf_boundary),
+    TT_CASE(claims_iat_in_the_future),
     TT_CASE(claims_types),
     TT_CASE(claims_iss),
     TT_CASE(claims_aud),
