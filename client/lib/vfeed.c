@@ -143,7 +143,8 @@ int ts_v_call(tessera_verifier *v, const char *method, const json_t *params, jso
   int rc = 0;
   for (int attempt = 0; attempt < 2; attempt++) {
     bool fresh = v->call == NULL;
-    if (fresh && (rc = tessera_connect(v->socket_path, &v->call)) != 0) break;
+    if (fresh && (rc = tessera_connect_timeout(v->socket_path, v->timeout_ms, &v->call)) != 0)
+      break;
     rc = tessera_call(v->call, method, params, v->timeout_ms, result, err);
     if (!broken(rc)) break;
     tessera_close(v->call);
@@ -198,7 +199,7 @@ static int subscribe(tessera_verifier *v, tessera_client *c, tessera_error *err)
 int ts_v_feed_connect(tessera_verifier *v, tessera_client **out, tessera_error *err) {
   *out = NULL;
   tessera_client *c = NULL;
-  int rc = tessera_connect(v->socket_path, &c);
+  int rc = tessera_connect_timeout(v->socket_path, v->feed_timeout_ms, &c);
   if (rc) return rc;
   rc = subscribe(v, c, err);
   if (rc == 0) {

@@ -323,7 +323,7 @@ static void store_at_its_cap(void) {
   tessera_client *c2 = client_of(&d);
   json_decref(call_ok(c2, "sys.ping", NULL));
   json_decref(call_ok(c2, "keys.jwks", NULL));
-  json_t *l = call_ok(c2, "session.list", json_pack("{s:s}", "sub", "filler"));
+  json_t *l = call_ok(c2, "session.list", json_pack("{s:s, s:i}", "sub", "filler", "limit", 1000));
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), acked.n);
   json_decref(l);
   tessera_close(c2);
@@ -1023,7 +1023,8 @@ static void no_secret_in_any_log_line(void) {
   const char *sid1 = kept_str(&k, r, "sid");
   keep(&k, str_of(r, "cookie"));
   json_decref(r);
-  json_decref(call_ok(c, "session.validate", json_pack("{s:s}", "sid", sid1)));
+  json_decref(call_ok(c, "session.validate",
+                      json_pack("{s:s, s:{s:s}}", "sid", sid1, "client", "ua", "A")));
   r = call_ok(c, "session.rotate", json_pack("{s:s}", "sid", sid1));
   const char *sid2 = kept_str(&k, r, "sid");
   json_decref(r);
