@@ -90,7 +90,8 @@ static void on_written(uv_write_t *w, int status) {
 
 /* Drops whatever was packed after the head, wiping it. */
 static void discard_result(ts_req *r) {
-  if (r->out.size > r->head_len) sodium_memzero(r->out.data + r->head_len, r->out.size - r->head_len);
+  if (r->out.size > r->head_len)
+    sodium_memzero(r->out.data + r->head_len, r->out.size - r->head_len);
   r->out.size = r->head_len;
 }
 

@@ -853,9 +853,10 @@ static void sigterm_with_unread_pairs_exits_cleanly(void) {
   char *log = td_read_log(&d);
   TT_ASSERT(log != NULL);
   TT_ASSERT_MSG(st != -1, "tesserad did not exit within 60 s of SIGTERM");
-  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad %s %d after SIGTERM; log tail:\n%s",
-                WIFSIGNALED(st) ? "died of signal" : "exited with", WIFSIGNALED(st) ? WTERMSIG(st)
-                : WEXITSTATUS(st), strlen(log) > 2000 ? log + strlen(log) - 2000 : log);
+  const char *tail = strlen(log) > 2000 ? log + strlen(log) - 2000 : log;
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad %s %d after SIGTERM; log:\n%s",
+                WIFSIGNALED(st) ? "died of signal" : "exited with",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), tail);
   TT_ASSERT_MSG(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error"),
                 "the daemon's log reports a crash");
   TT_ASSERT_MSG(strstr(log, "\"msg\":\"stopped\""), "no 'stopped' line in the log");

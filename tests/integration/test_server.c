@@ -397,7 +397,8 @@ static void unreadable_peer_credentials_reject(void) {
   TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad exit status %d", st);
   char *log = td_read_log(&d);
   TT_ASSERT(log != NULL);
-  const char *line = strstr(log, "\"msg\":\"cannot read the peer's credentials; connection closed\"");
+  const char *line =
+      strstr(log, "\"msg\":\"cannot read the peer's credentials; connection closed\"");
   TT_ASSERT_MSG(line != NULL, "no log line for the refused peer:\n%s", log);
   const char *eol = strchr(line, '\n');
   size_t n = eol ? (size_t)(eol - line) : strlen(line);
