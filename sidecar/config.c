@@ -1,3 +1,9 @@
+/* sidecar/config.c: tesserad's settings (see config.h).
+ *
+ * One table of option rows drives everything: parsing a flag, the TESSERA_<NAME> environment
+ * variable derived from it, and --help. Values are checked here, once, at start (sizes,
+ * durations, uid/gid lists, enums); the rest of the daemon reads a const ts_config and never
+ * validates a setting again. Runs before the loop and any thread exist. */
 #include "config.h"
 
 #include "error.h"

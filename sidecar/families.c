@@ -1,3 +1,9 @@
+/* sidecar/families.c: refresh-token families in the store (see families.h).
+ *
+ * A family record is JSON; its expiry index entry follows its exp (plus the leeway), moved on
+ * every rotation. Revoking a family deletes the record and lists its id in the revocation
+ * list until its last refresh token would have expired, and removes its fam_by_sub entry, so
+ * user.revoke's rounds always make progress. Writer thread for writes. */
 #include "families.h"
 
 #include "error.h"

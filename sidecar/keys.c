@@ -1,3 +1,8 @@
+/* sidecar/keys.c: the daemon's signing keys (see keys.h): open, reload, rotate, close.
+ *
+ * Loop thread only. A reload or a rotation builds the new keyring before it replaces the old
+ * one; keys_version is a hash of the published kids, and a change of it is announced to
+ * subscribers through on_change. The key directory's trust checks are the keyring's. */
 #include "keys.h"
 
 #include "dispatch.h"

@@ -1,3 +1,9 @@
+/* sidecar/session_store.c: sessions as the store holds them (see session_store.h).
+ *
+ * A record is a fixed head (version, lengths, times, handle) followed by sub, ip, ua and the
+ * data map, in the host's byte order. Every change keeps the four tables (sessions, handles,
+ * by_sub, expiry) consistent inside the caller's transaction; deletes tolerate an index entry
+ * already gone, so the sweeper and a revoke may race without failing either. */
 #include "session_store.h"
 
 #include "error.h"

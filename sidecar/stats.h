@@ -1,7 +1,7 @@
 /* sidecar/stats.h: counters for sys.stats.
  *
- * The loop thread owns every field. Per-method counters live in the method table (dispatch.c);
- * the store's, writer's and sweeper's come from their own modules (ts_domain_stats). */
+ * The loop thread owns every field. The store's, writer's and sweeper's come from their own
+ * modules (ts_domain_stats). Header only: the helpers are inline. */
 #ifndef TS_STATS_H
 #define TS_STATS_H
 
