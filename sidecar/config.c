@@ -311,3 +311,10 @@ bool ts_idlist_has(const ts_idlist *l, uint32_t id) {
     if (l->ids[i] == id) return true;
   return false;
 }
+
+int64_t ts_config_longest_ttl(const ts_config *c) {
+  int64_t m = c->max_access_ttl;
+  if (c->max_refresh_ttl > m) m = c->max_refresh_ttl;
+  if (c->max_purpose_ttl > m) m = c->max_purpose_ttl;
+  return m;
+}
