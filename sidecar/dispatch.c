@@ -8,7 +8,6 @@
 #include "server.h"
 
 #include "error.h"
-#include "events.h"
 #include "log.h"
 #include "method.h"
 #include "params.h"
@@ -48,7 +47,7 @@ static void req_free(ts_req *r) {
 static void on_written(uv_write_t *w, int status) {
   /* a failed write means the peer went away; its read side will notice */
   ts_req *r = w->data;
-  if (status == 0 && r->conn->feed_held && !r->conn->closing) ts_events_writable(r->conn);
+  if (status == 0) ts_conn_wrote(r->conn);
   req_free(r);
 }
 
