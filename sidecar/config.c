@@ -1,3 +1,9 @@
+/* sidecar/config.c: tesserad's settings (see config.h).
+ *
+ * One table of option rows drives everything: parsing a flag, the TESSERA_<NAME> environment
+ * variable derived from it, and --help. Values are checked here, once, at start (sizes,
+ * durations, uid/gid lists, enums); the rest of the daemon reads a const ts_config and never
+ * validates a setting again. Runs before the loop and any thread exist. */
 #include "config.h"
 
 #include "error.h"
@@ -304,4 +310,11 @@ bool ts_idlist_has(const ts_idlist *l, uint32_t id) {
   for (unsigned i = 0; i < l->n; i++)
     if (l->ids[i] == id) return true;
   return false;
+}
+
+int64_t ts_config_longest_ttl(const ts_config *c) {
+  int64_t m = c->max_access_ttl;
+  if (c->max_refresh_ttl > m) m = c->max_refresh_ttl;
+  if (c->max_purpose_ttl > m) m = c->max_purpose_ttl;
+  return m;
 }

@@ -66,5 +66,8 @@ enum { TS_BIND_REPORT = 0, TS_BIND_ENFORCE = 1 };
 int ts_config_load(ts_config *c, int argc, char **argv);
 void ts_config_free(ts_config *c);
 bool ts_idlist_has(const ts_idlist *l, uint32_t id);
+/* The longest life any token of ours may have (the largest of --max-access-ttl,
+ * --max-refresh-ttl and --max-purpose-ttl), without the leeway. */
+int64_t ts_config_longest_ttl(const ts_config *c);
 
 #endif

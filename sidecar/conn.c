@@ -16,6 +16,7 @@
 #include "server.h"
 
 #include "error.h"
+#include "events.h"
 #include "log.h"
 #include "wipe.h"
 
@@ -51,6 +52,11 @@ void ts_conn_close(ts_conn *c, const char *why) {
   uv_timer_stop(&c->message_timer);
   uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
   uv_close((uv_handle_t *)&c->message_timer, on_handle_closed);
+}
+
+/* A reply to c was written: a subscriber's feed held on a full write queue may go on. */
+void ts_conn_wrote(ts_conn *c) {
+  if (c->feed_held && !c->closing) ts_events_writable(c);
 }
 
 /* A request of c finished (its reply written, or dropped because c is closing). */

@@ -1,19 +1,17 @@
-/* sidecar/dispatch.c: decode a message, find its method, check the door, run the handler;
- * and the reply helpers every handler uses.
+/* sidecar/dispatch.c: decode a message, find its row (methods/list.c), count the call, check
+ * the door, check the params against the row's spec, run the handler; and the reply helpers
+ * every handler uses.
  *
  * Replies carry sids and tokens: the reply buffer grows without leaving copies behind
  * (ts_wipe_sbuffer_write), a result discarded for an error is wiped, and the buffer is wiped
  * when the request is freed (proto/wipe.h). */
-#include "dispatch.h"
+#include "server.h"
 
 #include "error.h"
 #include "log.h"
+#include "method.h"
 #include "params.h"
 #include "rpc.h"
-#include "sessions.h"
-#include "tokens.h"
-#include "refresh.h"
-#include "events.h"
 #include "wipe.h"
 
 #include <sodium.h>
@@ -21,41 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static ts_method methods[] = {
-    {"sys.ping", ts_sys_ping, 0, 0},
-    {"sys.stats", ts_sys_stats, 0, 0},
-    {"session.create", ts_session_create, 0, 0},
-    {"session.validate", ts_session_validate, 0, 0},
-    {"session.rotate", ts_session_rotate, 0, 0},
-    {"session.revoke", ts_session_revoke, 0, 0},
-    {"session.list", ts_session_list, 0, 0},
-    {"session.revoke_all", ts_session_revoke_all, 0, 0},
-    {"session.exchange", ts_session_exchange, 0, 0},
-    {"keys.jwks", ts_keys_jwks, 0, 0},
-    {"keys.rotate", ts_keys_rotate, TS_METHOD_ADMIN, 0},
-    {"token.issue", ts_token_issue, 0, 0},
-    {"token.verify", ts_token_verify, 0, 0},
-    {"token.consume", ts_token_consume, 0, 0},
-    {"token.pair", ts_token_pair, 0, 0},
-    {"token.refresh", ts_token_refresh, 0, 0},
-    {"token.revoke", ts_token_revoke, 0, 0},
-    {"user.revoke", ts_user_revoke, 0, 0},
-    {"events.subscribe", ts_events_subscribe, 0, 0},
-};
-#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
-
-ts_method *ts_methods(size_t *n) {
-  *n = N_METHODS;
-  return methods;
-}
-
-static ts_method *find_method(const char *name, uint32_t len) {
-  for (size_t i = 0; i < N_METHODS; i++)
-    if (strlen(methods[i].name) == len && memcmp(methods[i].name, name, len) == 0)
-      return &methods[i];
-  return NULL;
-}
 
 static ts_req *req_new(ts_conn *c, uint32_t msgid) {
   ts_req *r = calloc(1, sizeof(*r));
@@ -84,7 +47,7 @@ static void req_free(ts_req *r) {
 static void on_written(uv_write_t *w, int status) {
   /* a failed write means the peer went away; its read side will notice */
   ts_req *r = w->data;
-  if (status == 0 && r->conn->feed_held && !r->conn->closing) ts_events_writable(r->conn);
+  if (status == 0) ts_conn_wrote(r->conn);
   req_free(r);
 }
 
@@ -140,6 +103,23 @@ void ts_req_reply_count(ts_req *r, int err, const char *key, uint64_t n) {
   ts_req_send(r);
 }
 
+/* Parses params against the row's spec, runs its check hook, then the handler: a handler
+ * only ever sees params that matched its spec. */
+static void run_method(ts_req *r, const ts_method *method, const msgpack_object *params) {
+  ts_param_value v[TS_METHOD_MAX_PARAMS];
+  char why[160];
+  if (ts_params_parse(params, method->params, method->n_params, v, why, sizeof(why)) != 0) {
+    ts_req_fail(r, TS_EBAD_REQUEST, why);
+    return;
+  }
+  const char *bad = method->check ? method->check(v) : NULL;
+  if (bad) {
+    ts_req_fail(r, TS_EBAD_REQUEST, bad);
+    return;
+  }
+  method->handler(r, v);
+}
+
 static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
   ts_req *r = req_new(c, m->msgid);
   if (!r) return TS_ENOMEM;
@@ -152,12 +132,13 @@ static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
     ts_req_fail(r, TS_EBAD_REQUEST, "method must be valid UTF-8");
     return 0;
   }
-  ts_method *method = find_method(m->method, m->method_len);
+  size_t index;
+  const ts_method *method = ts_method_find(m->method, m->method_len, &index);
   if (!method) {
     ts_req_fail(r, TS_EUNKNOWN_METHOD, NULL);
     return 0;
   }
-  method->calls++;
+  c->server->stats.method_calls[index]++;
   r->method = method;
   if ((method->flags & TS_METHOD_ADMIN) && !c->admin) {
     ts_log(TS_LOG_WARN, "admin method refused", "{s:s, s:i}", "method", method->name, "uid",
@@ -165,7 +146,7 @@ static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
     ts_req_fail(r, TS_EFORBIDDEN, NULL);
     return 0;
   }
-  method->handler(r, m->params);
+  run_method(r, method, m->params);
   return 0;
 }
 

@@ -11,6 +11,8 @@
 #include "sweeper.h"
 #include "writer.h"
 
+#include <stdio.h>
+
 int ts_domain_open(ts_domain *d, const ts_config *cfg, void *uv_loop) {
   d->cfg = cfg;
   char why[512] = "";
@@ -47,6 +49,13 @@ void ts_domain_close(ts_domain *d) {
   d->sweeper = NULL;
   d->writer = NULL;
   d->store = NULL;
+}
+
+void ts_stat_add(ts_stat_list *l, const char *name, uint64_t value) {
+  if (l->n == TS_STATS_MAX) return;
+  snprintf(l->items[l->n].name, sizeof(l->items[l->n].name), "%s", name);
+  l->items[l->n].value = value;
+  l->n++;
 }
 
 void ts_domain_stats(ts_domain *d, ts_stat_list *l) {

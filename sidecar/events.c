@@ -1,11 +1,11 @@
-/* sidecar/events.c: events.subscribe and the pump that feeds subscribers (see events.h). */
+/* sidecar/events.c: subscribing a connection and the pump that feeds subscribers (see
+ * events.h; the events.subscribe method is methods/events.c). */
 #include "events.h"
 
 #include "domain.h"
 #include "error.h"
 #include "feed.h"
 #include "log.h"
-#include "params.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -44,7 +44,7 @@ static bool send_note(ts_conn *c, msgpack_sbuffer *sb) {
   return true;
 }
 
-static void pack_cursor(msgpack_packer *pk, uint64_t store_id, uint64_t seq) {
+void ts_events_pack_cursor(msgpack_packer *pk, uint64_t store_id, uint64_t seq) {
   char cur[TS_CURSOR_CHARS + 1];
   ts_cursor_format(cur, store_id, seq);
   ts_pack_cstr(pk, "cursor");
@@ -72,7 +72,7 @@ static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, uint64_t 
       ts_pack_cstr(&pk, "before");
       msgpack_pack_int64(&pk, e[i].before);
     }
-    pack_cursor(&pk, store_id, e[i].seq);
+    ts_events_pack_cursor(&pk, store_id, e[i].seq);
   }
   bool ok = sb.data && send_note(c, &sb);
   msgpack_sbuffer_destroy(&sb);
@@ -80,7 +80,7 @@ static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, uint64_t 
 }
 
 /* Sends c what follows its position, while its write queue has room. */
-static void pump(ts_conn *c) {
+void ts_events_pump(ts_conn *c) {
   static ts_feed_entry chunk[FEED_CHUNK]; /* loop thread only */
   ts_server *s = c->server;
   ts_domain *d = s->domain;
@@ -117,12 +117,12 @@ void ts_events_published(ts_server *s, uint64_t last) {
   if (last == 0) return;
   for (ts_conn *c = s->conns, *next; c; c = next) {
     next = c->next; /* pump may close c */
-    if (c->subscribed && !c->closing && !c->feed_held && c->feed_sent < last) pump(c);
+    if (c->subscribed && !c->closing && !c->feed_held && c->feed_sent < last) ts_events_pump(c);
   }
 }
 
 void ts_events_writable(ts_conn *c) {
-  if (c->feed_held && c->subscribed && !c->closing) pump(c);
+  if (c->feed_held && c->subscribed && !c->closing) ts_events_pump(c);
 }
 
 void ts_events_keys(ts_server *s, int64_t keys_version) {
@@ -152,51 +152,30 @@ static bool send_reset(ts_conn *c, uint64_t store_id) {
   ts_rpc_pack_notification_head(&pk, "reset");
   msgpack_pack_array(&pk, 1);
   msgpack_pack_map(&pk, 1);
-  pack_cursor(&pk, store_id, 0);
+  ts_events_pack_cursor(&pk, store_id, 0);
   bool ok = sb.data && send_note(c, &sb);
   msgpack_sbuffer_destroy(&sb);
   return ok;
 }
 
-void ts_events_subscribe(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"since", TS_P_STR, false, 1, 64}};
-  ts_param_value v[1];
-  char why[160];
-  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  ts_conn *c = r->conn;
+int ts_events_subscribe(ts_conn *c, const char *since, size_t since_len, uint64_t *latest) {
   ts_domain *d = c->server->domain;
-  uint64_t latest = 0, after;
+  uint64_t after;
   ts_txn *t;
+  *latest = 0;
   int rc = ts_store_read(d->store, &t);
   if (rc == 0) {
-    rc = ts_feed_latest(t, &latest);
+    rc = ts_feed_latest(t, latest);
     ts_store_abort(t);
   }
-  if (rc) {
-    ts_req_fail(r, TS_EUNAVAILABLE, NULL);
-    return;
-  }
-  after = latest; /* without since: what follows now */
-  if (v[0].present && !ts_cursor_resume(v[0].str, v[0].len, d->store_id, latest, &after)) {
+  if (rc) return TS_EUNAVAILABLE;
+  after = *latest; /* without since: what follows now */
+  if (since && !ts_cursor_resume(since, since_len, d->store_id, *latest, &after)) {
     c->server->stats.feed_resets++;
-    if (!send_reset(c, d->store_id)) {
-      ts_req_fail(r, TS_ENOMEM, NULL);
-      return;
-    }
+    if (!send_reset(c, d->store_id)) return TS_ENOMEM;
   }
   c->subscribed = true;
   c->feed_sent = after;
   c->feed_held = false;
-  msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 3);
-  ts_pack_cstr(pk, "subscribed");
-  msgpack_pack_true(pk);
-  ts_pack_cstr(pk, "keys_version");
-  msgpack_pack_int64(pk, d->keys.version);
-  pack_cursor(pk, d->store_id, latest);
-  ts_req_send(r);
-  pump(c); /* what followed since, in chunks as the write queue allows */
+  return 0;
 }

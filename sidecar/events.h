@@ -30,6 +30,15 @@ void ts_events_published(ts_server *s, uint64_t last);
 void ts_events_writable(ts_conn *c);
 void ts_events_keys(ts_server *s, int64_t keys_version);
 
-void ts_events_subscribe(ts_req *r, const msgpack_object *params);
+/* events.subscribe (methods/events.c), in three steps around its reply: ts_events_subscribe
+ * makes c a subscriber from `since` (a cursor; NULL: from now), sending a reset notification
+ * first when since cannot be resumed, and gives the latest seq; the reply then carries
+ * ts_events_pack_cursor of it; ts_events_pump, after the reply, sends what followed since.
+ * Returns 0, or TS_EUNAVAILABLE (the store) / TS_ENOMEM (c is not subscribed). */
+int ts_events_subscribe(ts_conn *c, const char *since, size_t since_len, uint64_t *latest);
+/* Packs "cursor": the cursor of seq. */
+void ts_events_pack_cursor(msgpack_packer *pk, uint64_t store_id, uint64_t seq);
+/* Sends c what follows its position, while its write queue has room. */
+void ts_events_pump(ts_conn *c);
 
 #endif

@@ -1,15 +1,16 @@
+/* sidecar/keys.c: the daemon's signing keys (see keys.h): open, reload, rotate, close.
+ *
+ * Loop thread only. A reload or a rotation builds the new keyring before it replaces the old
+ * one; keys_version is a hash of the published kids, and a change of it is announced to
+ * subscribers through on_change. The key directory's trust checks are the keyring's. */
 #include "keys.h"
 
-#include "dispatch.h"
-#include "domain.h"
 #include "error.h"
-#include "json.h"
 #include "log.h"
-#include "params.h"
-#include "rpc.h"
 
 #include <errno.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,13 +26,6 @@ static int64_t version_of(const ts_keyring *kr) {
   int64_t v = 0;
   for (int i = 0; i < 6; i++) v = (v << 8) | h[i]; /* 48 bits: exact in every JSON parser */
   return v;
-}
-
-static int64_t max_lifetime_of(const ts_config *cfg) {
-  int64_t m = cfg->max_access_ttl;
-  if (cfg->max_refresh_ttl > m) m = cfg->max_refresh_ttl;
-  if (cfg->max_purpose_ttl > m) m = cfg->max_purpose_ttl;
-  return m + cfg->leeway;
 }
 
 static int open_ring(ts_keys *k, const ts_config *cfg, ts_keyring **out) {
@@ -56,7 +50,7 @@ static void log_keys(const char *msg, const ts_keys *k) {
 }
 
 int ts_keys_open(ts_keys *k, const ts_config *cfg) {
-  k->max_lifetime = max_lifetime_of(cfg);
+  k->max_lifetime = ts_config_longest_ttl(cfg) + cfg->leeway;
   int rc = open_ring(k, cfg, &k->ring);
   if (rc) return rc;
   k->version = version_of(k->ring);
@@ -90,57 +84,15 @@ void ts_keys_close(ts_keys *k) {
   k->ring = NULL;
 }
 
-void ts_keys_jwks(ts_req *r, const msgpack_object *params) {
-  char why[160];
-  if (ts_params_parse(params, NULL, 0, NULL, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  ts_domain *d = r->conn->server->domain;
-  json_t *set = NULL;
-  if (ts_keyring_jwks(d->keys.ring, &set) != 0) {
-    ts_req_fail(r, TS_ENOMEM, NULL);
-    return;
-  }
-  msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 3);
-  ts_pack_cstr(pk, "keys");
-  ts_json_pack(pk, json_object_get(set, "keys"));
-  ts_pack_cstr(pk, "max_age");
-  msgpack_pack_int64(pk, d->cfg->jwks_max_age);
-  ts_pack_cstr(pk, "keys_version");
-  msgpack_pack_int64(pk, d->keys.version);
-  json_decref(set);
-  ts_req_send(r);
-}
-
-void ts_keys_rotate(ts_req *r, const msgpack_object *params) {
-  char why[160];
-  if (ts_params_parse(params, NULL, 0, NULL, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  ts_keys *k = &((ts_domain *)r->conn->server->domain)->keys;
-  char previous[TS_KID_LEN + 1];
-  snprintf(previous, sizeof(previous), "%s", ts_keyring_active(k->ring)->kid);
+int ts_keys_rotate(ts_keys *k, char previous[TS_KID_LEN + 1]) {
+  snprintf(previous, TS_KID_LEN + 1, "%s", ts_keyring_active(k->ring)->kid);
   char err[512] = "";
   int rc = ts_keyring_rotate(k->ring, (int64_t)time(NULL), k->max_lifetime, err, sizeof(err));
   if (rc) {
     ts_log(TS_LOG_WARN, "key rotation refused", "{s:s}", "error", err);
-    ts_req_fail(r, TS_EUNAVAILABLE, k->ring->managed
-                    ? "key rotation failed; the keys in use stay"
-                    : "keys are managed outside tesserad (read-only key directory)");
-    return;
+    return rc;
   }
   changed(k);
   log_keys("keys rotated", k);
-  msgpack_packer *pk = ts_req_result(r);
-  msgpack_pack_map(pk, 3);
-  ts_pack_cstr(pk, "kid");
-  ts_pack_cstr(pk, ts_keyring_active(k->ring)->kid);
-  ts_pack_cstr(pk, "previous");
-  ts_pack_cstr(pk, previous);
-  ts_pack_cstr(pk, "keys_version");
-  msgpack_pack_int64(pk, k->version);
-  ts_req_send(r);
+  return 0;
 }

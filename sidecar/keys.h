@@ -1,5 +1,5 @@
-/* sidecar/keys.h: the daemon's signing keys: the keyring of --keys, reload and rotation, and
- * the keys.* methods.
+/* sidecar/keys.h: the daemon's signing keys: the keyring of --keys, reload and rotation (the
+ * keys.* methods are in methods/keys.c).
  *
  * Loop thread only. A reload (SIGHUP) or rotation builds the new keyring completely before it
  * replaces the old one, so a failed reload leaves the keys in use untouched (and logs why).
@@ -10,7 +10,6 @@
 
 #include "config.h"
 #include "keyring.h"
-#include "server.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,7 +29,9 @@ int ts_keys_open(ts_keys *k, const ts_config *cfg);
 int ts_keys_reload(ts_keys *k, const ts_config *cfg);
 void ts_keys_close(ts_keys *k);
 
-void ts_keys_jwks(ts_req *r, const msgpack_object *params);
-void ts_keys_rotate(ts_req *r, const msgpack_object *params);
+/* keys.rotate: makes the next key active and publishes a new next key; previous receives
+ * the kid that was active. Returns 0, or TS_E* (logged) with the keys in use untouched (keys
+ * managed outside the daemon, k->ring->managed 0, always refuse). */
+int ts_keys_rotate(ts_keys *k, char previous[TS_KID_LEN + 1]);
 
 #endif

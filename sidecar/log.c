@@ -1,3 +1,8 @@
+/* sidecar/log.c: structured logs (see log.h): one JSON object per line on stderr.
+ *
+ * Each line is built in full and written with a single write(2), so lines from the loop,
+ * writer and sweeper threads never interleave. Callers pass key names and values chosen by
+ * the code, never a secret (no sid, token or key material reaches a log line). */
 #include "log.h"
 
 #include <jansson.h>

@@ -1,3 +1,10 @@
+/* sidecar/params.c: checking a request's params map against a method's spec (see params.h).
+ *
+ * Dispatch runs ts_params_parse with the row's spec before any handler: unknown and duplicate
+ * keys, types, required keys, lengths, UTF-8 (without NUL: strings become JSON claims and
+ * records) and the msgpack size of nested maps. Error messages name keys, never echo values:
+ * an unknown key is shown printable-ASCII only and cut at 64 bytes, so a reply stays valid
+ * UTF-8. Nothing here allocates; values point into the request's msgpack object. */
 #include "params.h"
 
 #include "error.h"

@@ -1,8 +1,9 @@
 /* sidecar/params.h: checking a request's params map against what a method accepts.
  *
- * A method describes its params once, as a table of ts_param rows; ts_params_parse checks the
- * request against it: unknown keys (named in the error), types, required keys, string lengths,
- * UTF-8, positive durations, and the msgpack size of nested maps (PROTOCOL.md "Limits").
+ * A method describes its params once, as a table of ts_param rows (its row in methods/ points
+ * at it); dispatch runs ts_params_parse, which checks the request against it: unknown keys
+ * (named in the error), types, required keys, string lengths, UTF-8, positive durations, and
+ * the msgpack size of nested maps (PROTOCOL.md "Limits").
  * The values it returns point into the request's msgpack object: valid during the handler's
  * synchronous part only; copy what an asynchronous completion needs. */
 #ifndef TS_PARAMS_H
@@ -39,6 +40,9 @@ typedef struct ts_param_value {
   bool b;          /* BOOL */
   const msgpack_object *obj; /* the raw value (any type) */
 } ts_param_value;
+
+/* The number of rows of a spec array, counted by the compiler. */
+#define TS_PARAMS_N(spec) (sizeof(spec) / sizeof((spec)[0]))
 
 /* Fills vals[i] for spec[i]. params may be NULL (no map given). Returns 0, or TS_EBAD_REQUEST
  * with a message in why (never echoing values, only key names). */

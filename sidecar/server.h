@@ -89,6 +89,7 @@ void ts_server_drain(ts_server *s);
 void ts_conn_accepted(ts_server *s, ts_conn *c);
 void ts_conn_close(ts_conn *c, const char *why);
 void ts_conn_request_done(ts_conn *c);
+void ts_conn_wrote(ts_conn *c);
 void ts_conn_start_drain(ts_conn *c);
 
 /* Called by conn.c when a connection is fully gone (server.c). */

@@ -1,7 +1,9 @@
 /* sidecar/stats.h: counters for sys.stats.
  *
- * The loop thread owns every field. Per-method counters live in the method table (dispatch.c);
- * the store's, writer's and sweeper's come from their own modules (ts_domain_stats). */
+ * The loop thread owns every field. The method rows are const (methods/method.h): their call
+ * counts are method_calls here, indexed like the list of methods/list.c. The store's,
+ * writer's and sweeper's counters come from their own modules (ts_domain_stats). Header only:
+ * the helpers are inline. */
 #ifndef TS_STATS_H
 #define TS_STATS_H
 
@@ -10,6 +12,7 @@
 #include <stdint.h>
 
 #define TS_STATS_N_ERRORS (TS_ERROR_END_ - TS_ERROR_FIRST_ - 1)
+#define TS_STATS_MAX_METHODS 32 /* room for the rows of methods/list.c (checked there) */
 
 typedef struct ts_stats {
   uint64_t requests;         /* requests dispatched */
@@ -22,6 +25,7 @@ typedef struct ts_stats {
   uint64_t feed_resets;      /* subscribes whose `since` could not be resumed */
   uint64_t feed_holds;       /* times a subscriber's feed waited for its write queue */
   uint64_t errors[TS_STATS_N_ERRORS]; /* replies per error code (index: err - FIRST - 1) */
+  uint64_t method_calls[TS_STATS_MAX_METHODS]; /* calls per method, by its place in the list */
 } ts_stats;
 
 static inline void ts_stats_count_error(ts_stats *s, int err) {

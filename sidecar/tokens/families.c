@@ -1,6 +1,13 @@
+/* sidecar/tokens/families.c: refresh-token families in the store (see families.h).
+ *
+ * A family record is JSON; its expiry index entry follows its exp (plus the leeway), moved on
+ * every rotation. Revoking a family deletes the record and lists its id in the revocation
+ * list until its last refresh token would have expired, and removes its fam_by_sub entry, so
+ * user.revoke's rounds always make progress. Writer thread for writes. */
 #include "families.h"
 
 #include "error.h"
+#include "feed.h"
 #include "revocations.h"
 #include "session_store.h"
 
@@ -77,6 +84,18 @@ int ts_family_revoke(ts_txn *t, const char *fam, int64_t until, int64_t leeway, 
   }
   *listed_until = until + leeway;
   return ts_revoked_put(t, 'f', fam, strlen(fam), until + leeway);
+}
+
+int ts_family_revoke_announced(ts_txn *t, const char *fam, int64_t until, int64_t leeway,
+                               uint64_t *feed_last, unsigned *revoked) {
+  bool live;
+  int64_t listed_until;
+  int rc = ts_family_revoke(t, fam, until, leeway, &live, &listed_until);
+  if (rc == 0 && live) {
+    (*revoked)++;
+    rc = ts_feed_append(t, feed_last, 'f', fam, strlen(fam), listed_until, 0);
+  }
+  return rc;
 }
 
 int ts_family_list_sub(ts_txn *t, const char *sub, size_t sublen,

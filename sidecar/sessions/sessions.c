@@ -1,4 +1,5 @@
-/* sidecar/sessions.c: the session.* methods (PROTOCOL.md "sessions").
+/* sidecar/sessions/sessions.c: what the session.* methods do (PROTOCOL.md "sessions"); their
+ * rows and param handling are methods/sessions.c, the records session_store.c.
  *
  * Reads (validate, list) run on the loop thread in a read transaction and never wait for the
  * writer. Writes (create, rotate, revoke, revoke_all, touch) are ts_write operations: their
@@ -9,7 +10,6 @@
  * stored last_seen_at is older than a tenth of idle_ttl (at least a second). Touches are
  * batched by the group commit like any write and are not waited for; a touch lost in a crash
  * leaves the older last_seen_at, which can only make the session expire sooner. */
-#include "dispatch.h"
 #include "domain.h"
 #include "error.h"
 #include "log.h"
@@ -220,35 +220,7 @@ static session_op *op_new(ts_req *r, enum op_kind kind) {
 
 static void submit(ts_domain *d, session_op *op) { ts_writer_submit(d->writer, &op->w); }
 
-/* ---- handlers ------------------------------------------------------------------------ */
-
-static const ts_param client_spec[] = {
-    {"ip", TS_P_STR, false, 1, 64},
-    {"ua", TS_P_STR, false, 0, 1024}, /* "": no user agent (create: none bound) */
-};
-
-/* Parses the optional `client` map into ip/ua. Returns false after replying bad_request. */
-static bool parse_client(ts_req *r, const ts_param_value *v, ts_param_value out[2]) {
-  memset(out, 0, 2 * sizeof(*out));
-  if (!v->present) return true;
-  char why[160];
-  if (ts_params_parse(v->obj, client_spec, 2, out, why, sizeof(why)) != 0) {
-    ts_req_failf(r, TS_EBAD_REQUEST, "client: %s", why);
-    return false;
-  }
-  return true;
-}
-
-/* Checks a duration param against its default and maximum. */
-static bool duration_or_default(ts_req *r, const ts_param_value *v, const char *name, int64_t def,
-                                int64_t max, int64_t *out) {
-  *out = v->present ? v->i64 : def;
-  if (*out > max) {
-    ts_req_failf(r, TS_EBAD_REQUEST, "%s must be 1..%lld seconds", name, (long long)max);
-    return false;
-  }
-  return true;
-}
+/* ---- operations (loop thread): each replies to its request ----------------------------- */
 
 int ts_session_prepare(ts_session_new *n, const char *sub, size_t sub_len, int64_t now,
                        int64_t ttl, int64_t idle_ttl, const msgpack_object *data,
@@ -313,41 +285,6 @@ void ts_session_start_create(ts_req *r, const char *sub, size_t sub_len, int64_t
   submit(domain_of(r), op);
 }
 
-void ts_session_create(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"sub", TS_P_STR, true, 1, 256},
-      {"ttl", TS_P_DURATION, false, 0, 0},
-      {"idle_ttl", TS_P_DURATION, false, 0, 0},
-      {"data", TS_P_MAP, false, 0, 4096},
-      {"client", TS_P_MAP, false, 0, 4096},
-  };
-  ts_param_value v[5], cl[2];
-  char why[160];
-  if (ts_params_parse(params, spec, 5, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  const ts_config *cfg = domain_of(r)->cfg;
-  int64_t ttl, idle;
-  if (!duration_or_default(r, &v[1], "ttl", cfg->session_ttl, cfg->max_session_ttl, &ttl) ||
-      !duration_or_default(r, &v[2], "idle_ttl", cfg->session_idle_ttl, cfg->max_session_ttl,
-                           &idle) ||
-      !parse_client(r, &v[4], cl))
-    return;
-  ts_session_start_create(r, v[0].str, v[0].len, ttl, idle, v[3].present ? v[3].obj : NULL,
-                          &cl[0], &cl[1]);
-}
-
-/* Decodes and hashes the `sid` param; false (after replying unauthenticated) if malformed. */
-static bool sid_hash_of(ts_req *r, const ts_param_value *v, uint8_t hash[TS_HASH_BYTES]) {
-  uint8_t sid[TS_SID_BYTES];
-  bool ok = ts_session_sid_decode(v->str, v->len, sid);
-  if (ok) ts_session_hash(sid, hash);
-  sodium_memzero(sid, sizeof(sid));
-  if (!ok) ts_req_fail(r, TS_EUNAUTHENTICATED, NULL);
-  return ok;
-}
-
 /* The ip presented differs from the one bound at create: only when both are known. */
 static bool ip_differs(const char *a, size_t al, const ts_param_value *b) {
   return b->present && al > 0 && (al != b->len || memcmp(a, b->str, al) != 0);
@@ -383,19 +320,8 @@ static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_ex
   ts_req_send(r);
 }
 
-void ts_session_validate(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"sid", TS_P_CREDENTIAL, true, 0, 0},
-      {"client", TS_P_MAP, false, 0, 4096},
-  };
-  ts_param_value v[2], cl[2];
-  char why[160];
-  if (ts_params_parse(params, spec, 2, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  uint8_t hash[TS_HASH_BYTES];
-  if (!parse_client(r, &v[1], cl) || !sid_hash_of(r, &v[0], hash)) return;
+void ts_session_validate(ts_req *r, const uint8_t hash[TS_HASH_BYTES], const ts_param_value *ip,
+                         const ts_param_value *ua) {
   ts_domain *d = domain_of(r);
   int64_t now = (int64_t)time(NULL);
   ts_txn *t;
@@ -411,8 +337,8 @@ void ts_session_validate(ts_req *r, const msgpack_object *params) {
     ts_req_fail(r, rc && rc != TS_ENOTFOUND ? TS_EUNAVAILABLE : TS_EUNAUTHENTICATED, NULL);
     return;
   }
-  bool ip_changed = ip_differs(rec.ip, rec.ip_len, &cl[0]);
-  bool ua_changed = ua_differs(rec.ua, rec.ua_len, &cl[1]);
+  bool ip_changed = ip_differs(rec.ip, rec.ip_len, ip);
+  bool ua_changed = ua_differs(rec.ua, rec.ua_len, ua);
   int64_t idle_expires_at = ts_session_idle_expires_at(&rec);
   int64_t touch_every = rec.idle_ttl / 10 > 1 ? rec.idle_ttl / 10 : 1;
   enum op_kind follow = OP_TOUCH;
@@ -436,16 +362,7 @@ void ts_session_validate(ts_req *r, const msgpack_object *params) {
   submit(d, op);
 }
 
-void ts_session_rotate(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"sid", TS_P_CREDENTIAL, true, 0, 0}};
-  ts_param_value v[1];
-  char why[160];
-  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  uint8_t hash[TS_HASH_BYTES];
-  if (!sid_hash_of(r, &v[0], hash)) return;
+void ts_session_rotate(ts_req *r, const uint8_t hash[TS_HASH_BYTES]) {
   session_op *op = op_new(r, OP_ROTATE);
   if (!op) return;
   memcpy(op->hash, hash, TS_HASH_BYTES);
@@ -454,75 +371,26 @@ void ts_session_rotate(ts_req *r, const msgpack_object *params) {
   submit(domain_of(r), op);
 }
 
-static bool handle_decode(const ts_param_value *v, uint8_t out[TS_HANDLE_BYTES]) {
-  size_t n = 0;
-  const char *end = NULL;
-  char again[TS_HANDLE_CHARS + 1];
-  if (v->len != TS_HANDLE_CHARS ||
-      sodium_base642bin(out, TS_HANDLE_BYTES, v->str, v->len, NULL, &n, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      n != TS_HANDLE_BYTES || end != v->str + v->len)
-    return false;
-  b64(again, sizeof(again), out, TS_HANDLE_BYTES);
-  return memcmp(again, v->str, TS_HANDLE_CHARS) == 0;
-}
-
-void ts_session_revoke(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"sid", TS_P_CREDENTIAL, false, 0, 0},
-      {"handle", TS_P_STR, false, 1, 256},
-  };
-  ts_param_value v[2];
-  char why[160];
-  if (ts_params_parse(params, spec, 2, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  if (v[0].present == v[1].present) {
-    ts_req_fail(r, TS_EBAD_REQUEST, "give exactly one of sid and handle");
-    return;
-  }
+void ts_session_revoke(ts_req *r, const uint8_t *hash, const uint8_t *handle) {
   session_op *op = op_new(r, OP_REVOKE);
   if (!op) return;
-  bool ok;
-  if (v[0].present) {
-    uint8_t sid[TS_SID_BYTES];
-    ok = ts_session_sid_decode(v[0].str, v[0].len, sid);
-    if (ok) ts_session_hash(sid, op->hash);
-    sodium_memzero(sid, sizeof(sid));
+  if (hash) {
+    memcpy(op->hash, hash, TS_HASH_BYTES);
   } else {
-    ok = handle_decode(&v[1], op->handle);
+    memcpy(op->handle, handle, TS_HANDLE_BYTES);
     op->by_handle = true;
-  }
-  if (!ok) { /* an id that cannot exist revokes nothing */
-    op_free(op);
-    ts_req_reply_count(r, 0, "revoked", 0);
-    return;
   }
   submit(domain_of(r), op);
 }
 
-void ts_session_revoke_all(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"sub", TS_P_STR, true, 1, 256},
-      {"except", TS_P_STR, false, 1, 256},
-  };
-  ts_param_value v[2];
-  char why[160];
-  if (ts_params_parse(params, spec, 2, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
+void ts_session_revoke_all(ts_req *r, const char *sub, size_t sub_len, const uint8_t *except) {
   session_op *op = op_new(r, OP_REVOKE_ALL);
   if (!op) return;
-  ts_param_copy(&v[0], op->sub, sizeof(op->sub));
-  op->sub_len = v[0].len;
-  if (v[1].present) {
-    if (!handle_decode(&v[1], op->except)) {
-      op_free(op);
-      ts_req_fail(r, TS_EBAD_REQUEST, "except is not a session handle");
-      return;
-    }
+  memcpy(op->sub, sub, sub_len);
+  op->sub[sub_len] = 0;
+  op->sub_len = sub_len;
+  if (except) {
+    memcpy(op->except, except, TS_HANDLE_BYTES);
     op->has_except = true;
   }
   submit(domain_of(r), op);
@@ -546,47 +414,25 @@ static void pack_listed(msgpack_packer *pk, msgpack_sbuffer *out, const ts_sessi
   if (rec->ua_len) pack_kv_str(pk, "ua", rec->ua, rec->ua_len);
 }
 
-#define LIST_DEFAULT 100
-#define LIST_MAX 1000
 #define LIST_SCAN_EXTRA 1000 /* dead entries (not swept yet) one call may step over */
 
 /* Where a page starts: the first handle of sub after `after` (or the first one). */
-static int list_start(ts_cursor *c, const ts_param_value *sub, const uint8_t *after,
+static int list_start(ts_cursor *c, const char *sub, size_t sub_len, const uint8_t *after,
                       const void **hv, size_t *hl) {
-  if (!after) return ts_cursor_dup_first(c, sub->str, sub->len, hv, hl);
-  int rc = ts_cursor_dup_seek(c, sub->str, sub->len, after, TS_HANDLE_BYTES, hv, hl);
+  if (!after) return ts_cursor_dup_first(c, sub, sub_len, hv, hl);
+  int rc = ts_cursor_dup_seek(c, sub, sub_len, after, TS_HANDLE_BYTES, hv, hl);
   if (rc == 0 && *hl == TS_HANDLE_BYTES && memcmp(*hv, after, TS_HANDLE_BYTES) == 0)
     rc = ts_cursor_dup_next(c, hv, hl);
   return rc;
 }
 
-/* session.list {sub, limit?, after?}: one page of sub's live sessions, in handle order (the
- * by_sub duplicates are sorted by handle, so a page resumes exactly after the last handle of
- * the previous one). `next` is that last handle, base64url: opaque to clients. The work of one
- * call is bounded: at most limit + LIST_SCAN_EXTRA entries are read; a page cut short by dead
- * entries still carries `next`. */
-void ts_session_list(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"sub", TS_P_STR, true, 1, 256},
-      {"limit", TS_P_INT, false, 0, 0},
-      {"after", TS_P_STR, false, 1, 64},
-  };
-  ts_param_value v[3];
-  char why[160];
-  if (ts_params_parse(params, spec, 3, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  int64_t limit = v[1].present ? v[1].i64 : LIST_DEFAULT;
-  if (limit < 1 || limit > LIST_MAX) {
-    ts_req_failf(r, TS_EBAD_REQUEST, "limit must be 1..%d", LIST_MAX);
-    return;
-  }
-  uint8_t after[TS_HANDLE_BYTES];
-  if (v[2].present && !handle_decode(&v[2], after)) {
-    ts_req_fail(r, TS_EBAD_REQUEST, "after must be a `next` from session.list");
-    return;
-  }
+/* session.list: one page of sub's live sessions, in handle order (the by_sub duplicates are
+ * sorted by handle, so a page resumes exactly after the last handle of the previous one).
+ * `next` is that last handle, base64url: opaque to clients. The work of one call is bounded:
+ * at most limit + LIST_SCAN_EXTRA entries are read; a page cut short by dead entries still
+ * carries `next`. */
+void ts_session_list(ts_req *r, const char *sub, size_t sub_len, size_t limit,
+                     const uint8_t *after) {
   ts_domain *d = domain_of(r);
   int64_t now = (int64_t)time(NULL);
   ts_txn *t = NULL;
@@ -604,12 +450,12 @@ void ts_session_list(ts_req *r, const msgpack_object *params) {
   size_t count = 0, scanned = 0;
   bool more = false;
   uint8_t last[TS_HANDLE_BYTES] = {0};
-  if (v[2].present) memcpy(last, after, TS_HANDLE_BYTES);
+  if (after) memcpy(last, after, TS_HANDLE_BYTES);
   const void *hv;
   size_t hl;
-  for (int rc = list_start(c, &v[0], v[2].present ? after : NULL, &hv, &hl); rc == 0;
+  for (int rc = list_start(c, sub, sub_len, after, &hv, &hl); rc == 0;
        rc = ts_cursor_dup_next(c, &hv, &hl)) {
-    if (count == (size_t)limit || scanned == (size_t)limit + LIST_SCAN_EXTRA) {
+    if (count == limit || scanned == limit + LIST_SCAN_EXTRA) {
       more = true; /* something follows: the next page starts after `last` */
       break;
     }

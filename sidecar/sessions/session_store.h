@@ -1,4 +1,4 @@
-/* sidecar/session_store.h: sessions as the store holds them.
+/* sidecar/sessions/session_store.h: sessions as the store holds them.
  *
  * A session lives in four tables, always changed together in one transaction:
  *   sessions[hash(sid)] = record      handles[handle] = hash(sid)
@@ -41,6 +41,8 @@ bool ts_session_alive(const ts_session_rec *r, int64_t now);
 void ts_session_hash(const uint8_t sid[TS_SID_BYTES], uint8_t hash[TS_HASH_BYTES]);
 /* Strict base64url decode of a 43-char sid; false if malformed. */
 bool ts_session_sid_decode(const char *s, size_t len, uint8_t sid[TS_SID_BYTES]);
+/* Strict base64url decode of a 22-char handle; false if malformed. */
+bool ts_session_handle_decode(const char *s, size_t len, uint8_t handle[TS_HANDLE_BYTES]);
 
 /* Serializes r into a new buffer (caller frees). NULL on allocation failure. */
 uint8_t *ts_session_encode(const ts_session_rec *r, size_t *len);

@@ -1,3 +1,10 @@
+/* sidecar/tokens/revocations.c: the revocation list and user cut-offs in the store (see
+ * revocations.h).
+ *
+ * Keys are kind | id and sub, values big-endian times; each entry also has an expiry index
+ * key so the sweeper drops it once no token it names can still verify. A lookup of an entry
+ * whose time has passed answers "not found" even before the sweeper ran. Writer or sweeper
+ * thread for writes, any read transaction for lookups. */
 #include "revocations.h"
 
 #include "error.h"

@@ -1,5 +1,5 @@
-/* sidecar/tokens.h: JWTs (PROTOCOL.md "tokens"): issue, verify, consume, and session.exchange.
- * The signing and checking helpers here are shared with the refresh flow. */
+/* sidecar/tokens/tokens.h: JWTs (PROTOCOL.md "tokens"): signing and checking them, shared by
+ * the token methods (methods/tokens.c) and the refresh flow (methods/refresh.c). */
 #ifndef TS_TOKENS_H
 #define TS_TOKENS_H
 
@@ -56,9 +56,5 @@ bool ts_token_parse_common(ts_req *r, const ts_param_value *aud, const ts_param_
                            const ts_param_value *claims, ts_token_spec *spec, char *scope_buf,
                            size_t scope_cap);
 
-void ts_token_issue(ts_req *r, const msgpack_object *params);
-void ts_token_verify(ts_req *r, const msgpack_object *params);
-void ts_token_consume(ts_req *r, const msgpack_object *params);
-void ts_session_exchange(ts_req *r, const msgpack_object *params);
 
 #endif

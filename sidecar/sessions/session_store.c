@@ -1,3 +1,9 @@
+/* sidecar/sessions/session_store.c: sessions as the store holds them (see session_store.h).
+ *
+ * A record is a fixed head (version, lengths, times, handle) followed by sub, ip, ua and the
+ * data map, in the host's byte order. Every change keeps the four tables (sessions, handles,
+ * by_sub, expiry) consistent inside the caller's transaction; deletes tolerate an index entry
+ * already gone, so the sweeper and a revoke may race without failing either. */
 #include "session_store.h"
 
 #include "error.h"
@@ -40,6 +46,20 @@ bool ts_session_sid_decode(const char *s, size_t len, uint8_t sid[TS_SID_BYTES])
   char again[TS_SID_CHARS + 1];
   sodium_bin2base64(again, sizeof(again), sid, TS_SID_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   return memcmp(again, s, TS_SID_CHARS) == 0;
+}
+
+bool ts_session_handle_decode(const char *s, size_t len, uint8_t handle[TS_HANDLE_BYTES]) {
+  size_t n = 0;
+  const char *end = NULL;
+  char again[TS_HANDLE_CHARS + 1];
+  if (len != TS_HANDLE_CHARS ||
+      sodium_base642bin(handle, TS_HANDLE_BYTES, s, len, NULL, &n, &end,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      n != TS_HANDLE_BYTES || end != s + len)
+    return false;
+  sodium_bin2base64(again, sizeof(again), handle, TS_HANDLE_BYTES,
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  return memcmp(again, s, TS_HANDLE_CHARS) == 0;
 }
 
 uint8_t *ts_session_encode(const ts_session_rec *r, size_t *len) {

@@ -1,25 +1,20 @@
-/* sidecar/method_sys.c: sys.ping and sys.stats. */
-#include "dispatch.h"
+/* sidecar/methods/sys.c: sys.ping and sys.stats, the daemon's own methods.
+ *
+ * sys.stats gathers, in this order, the server's counters (stats.h), the domain's gauges
+ * (ts_domain_stats), one method.<name> per row of methods/list.c and one error.<code> per
+ * wire code. A static list: loop thread only. */
+#include "method.h"
+
 #include "domain.h"
 #include "error.h"
-#include "params.h"
 #include "rpc.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-static bool no_params(ts_req *r, const msgpack_object *params) {
-  char why[128];
-  if (ts_params_parse(params, NULL, 0, NULL, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return false;
-  }
-  return true;
-}
-
-void ts_sys_ping(ts_req *r, const msgpack_object *params) {
-  if (!no_params(r, params)) return;
+static void sys_ping(ts_req *r, const ts_param_value *v) {
+  (void)v;
   msgpack_packer *pk = ts_req_result(r);
   msgpack_pack_map(pk, 2);
   ts_pack_cstr(pk, "version");
@@ -29,15 +24,8 @@ void ts_sys_ping(ts_req *r, const msgpack_object *params) {
   ts_req_send(r);
 }
 
-void ts_stat_add(ts_stat_list *l, const char *name, uint64_t value) {
-  if (l->n == TS_STATS_MAX) return;
-  snprintf(l->items[l->n].name, sizeof(l->items[l->n].name), "%s", name);
-  l->items[l->n].value = value;
-  l->n++;
-}
-
-void ts_sys_stats(ts_req *r, const msgpack_object *params) {
-  if (!no_params(r, params)) return;
+static void sys_stats(ts_req *r, const ts_param_value *v) {
+  (void)v;
   ts_server *s = r->conn->server;
   static ts_stat_list l; /* loop thread only */
   l.n = 0;
@@ -53,12 +41,10 @@ void ts_sys_stats(ts_req *r, const msgpack_object *params) {
   ts_stat_add(&l, "feed_resets", s->stats.feed_resets);
   ts_stat_add(&l, "feed_holds", s->stats.feed_holds);
   ts_domain_stats(s->domain, &l);
-  size_t n;
-  ts_method *m = ts_methods(&n);
   char name[96];
-  for (size_t i = 0; i < n; i++) {
-    snprintf(name, sizeof(name), "method.%s", m[i].name);
-    ts_stat_add(&l, name, m[i].calls);
+  for (size_t i = 0; i < ts_method_count(); i++) {
+    snprintf(name, sizeof(name), "method.%s", ts_method_at(i)->name);
+    ts_stat_add(&l, name, s->stats.method_calls[i]);
   }
   static const int codes[] = {TS_EBAD_REQUEST, TS_EUNKNOWN_METHOD, TS_EUNAUTHENTICATED,
                               TS_EEXPIRED, TS_EREVOKED, TS_EREUSED, TS_EFORBIDDEN,
@@ -75,3 +61,6 @@ void ts_sys_stats(ts_req *r, const msgpack_object *params) {
   }
   ts_req_send(r);
 }
+
+const ts_method ts_method_sys_ping = {.name = "sys.ping", .handler = sys_ping};
+const ts_method ts_method_sys_stats = {.name = "sys.stats", .handler = sys_stats};

@@ -1,4 +1,4 @@
-/* sidecar/families.h: refresh-token families, as the store holds them.
+/* sidecar/tokens/families.h: refresh-token families, as the store holds them.
  *
  *   families[fam] = JSON {sub, aud?, scope?, claims?, access_ttl, refresh_ttl, kid,
  *                         current, access, previous, rotated_at, exp, generation,
@@ -32,6 +32,10 @@ int ts_family_put(ts_txn *t, const char *fam, const json_t *rec, int64_t old_exp
  * record. *was_live: a record existed; *listed_until: when the entry can be forgotten. */
 int ts_family_revoke(ts_txn *t, const char *fam, int64_t until, int64_t leeway, bool *was_live,
                      int64_t *listed_until);
+/* ts_family_revoke, and when the family was live, its entry in the revocation feed (the
+ * seq into *feed_last, published by the caller once durable) and one more in *revoked. */
+int ts_family_revoke_announced(ts_txn *t, const char *fam, int64_t until, int64_t leeway,
+                               uint64_t *feed_last, unsigned *revoked);
 /* Families of sub, into ids (cap of them). Returns how many (>= 0) or TS_E*. */
 int ts_family_list_sub(ts_txn *t, const char *sub, size_t sublen,
                        char (*ids)[TS_FAMILY_ID_CHARS + 1], size_t cap);

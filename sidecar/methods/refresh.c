@@ -1,5 +1,5 @@
-/* sidecar/refresh.c: refresh-token families with rotation and reuse detection (RFC 9700
- * 4.14), token revocation (RFC 7009) and "log out everywhere".
+/* sidecar/methods/refresh.c: token.pair, token.refresh and token.revoke: refresh-token
+ * families with rotation and reuse detection (RFC 9700 4.14) and token revocation (RFC 7009).
  *
  * Rotation is a check-and-swap inside one writer transaction: the presented refresh jti is
  * compared with the family's `current`; if equal, new jtis become current and the presented
@@ -12,16 +12,10 @@
  * `revoked`. Signing happens on the loop thread after the commit (the keyring is the loop
  * thread's); the writer only decides.
  *
- * user.revoke sets a cut-off `before` (the second its write applies in) that kills every token
- * of the sub with iat <= before. Tokens carry iat in whole seconds, so a token issued later in
- * that same second would be dead on arrival: the reply is held until the wall clock has left
- * that second (at most a second, on a libuv timer; the loop never waits). Whoever issues a
- * token after the reply (a login after "log out everywhere") gets iat > before. The cut-off's
- * meaning, its value and the `sub` notification are unchanged, so every verifier (the daemon's
- * check_revoked, token.refresh, libtessera's local verifier) keeps comparing iat <= before. */
-#include "refresh.h"
+ * The families and the revocation list are tokens/families.c and tokens/revocations.c;
+ * user.revoke, which revokes every family of a sub, is methods/users.c. */
+#include "method.h"
 
-#include "dispatch.h"
 #include "domain.h"
 #include "error.h"
 #include "events.h"
@@ -30,10 +24,8 @@
 #include "json.h"
 #include "keyring.h"
 #include "log.h"
-#include "params.h"
 #include "revocations.h"
 #include "rpc.h"
-#include "session_store.h"
 #include "tokens.h"
 #include "writer.h"
 
@@ -43,9 +35,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_FAMILIES_AT_ONCE 4096
-
-enum op_kind { OP_PAIR, OP_REFRESH, OP_REVOKE_FAMILY, OP_REVOKE_JTI, OP_USER };
+enum op_kind { OP_PAIR, OP_REFRESH, OP_REVOKE_FAMILY, OP_REVOKE_JTI };
 
 typedef struct refresh_op {
   ts_write w;
@@ -60,12 +50,9 @@ typedef struct refresh_op {
   json_t *rec;                  /* the family record: in for OP_PAIR, out for OP_REFRESH */
   int64_t iat;                  /* OP_REFRESH: the presented token's iat (for cut-offs) */
   char kid[TS_KID_LEN + 1];     /* OP_REFRESH: the active kid, signs the successor */
-  char sub[257];
-  size_t sub_len;
   /* results */
-  unsigned revoked, sessions, families;
+  unsigned revoked;
   uint64_t feed_last;           /* the last feed seq it wrote: published once durable */
-  uv_timer_t timer;             /* OP_USER: holds the reply until the cut-off second is over */
 } refresh_op;
 
 static void random_id(char out[TS_JTI_CHARS + 1]) {
@@ -165,18 +152,14 @@ static void done_pair(ts_write *w, int status) {
   op_free(op);
 }
 
-void ts_token_pair(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"sub", TS_P_STR, true, 1, 256},          {"aud", TS_P_ANY, false, 0, 0},
-      {"scope", TS_P_STR, false, 1, 1024},      {"claims", TS_P_MAP, false, 0, 4096},
-      {"access_ttl", TS_P_DURATION, false, 0, 0}, {"refresh_ttl", TS_P_DURATION, false, 0, 0},
-  };
-  ts_param_value v[6];
-  char why[160], scope[1025];
-  if (ts_params_parse(params, spec, 6, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
+static const ts_param pair_params[] = {
+    {"sub", TS_P_STR, true, 1, 256},          {"aud", TS_P_ANY, false, 0, 0},
+    {"scope", TS_P_STR, false, 1, 1024},      {"claims", TS_P_MAP, false, 0, 4096},
+    {"access_ttl", TS_P_DURATION, false, 0, 0}, {"refresh_ttl", TS_P_DURATION, false, 0, 0},
+};
+
+static void token_pair(ts_req *r, const ts_param_value *v) {
+  char scope[1025];
   const ts_config *cfg = ((ts_domain *)r->conn->server->domain)->cfg;
   int64_t att = v[4].present ? v[4].i64 : cfg->access_ttl;
   int64_t rtt = v[5].present ? v[5].i64 : cfg->refresh_ttl;
@@ -218,17 +201,6 @@ void ts_token_pair(ts_req *r, const msgpack_object *params) {
 }
 
 /* ---- token.refresh --------------------------------------------------------------------- */
-
-static int revoke_family_in(ts_txn *t, refresh_op *op, const char *fam, int64_t until) {
-  bool live;
-  int64_t listed_until;
-  int rc = ts_family_revoke(t, fam, until, op->d->cfg->leeway, &live, &listed_until);
-  if (rc == 0 && live) {
-    op->revoked++;
-    rc = ts_feed_append(t, &op->feed_last, 'f', fam, strlen(fam), listed_until, 0);
-  }
-  return rc;
-}
 
 static int apply_refresh(ts_txn *t, ts_write *w) {
   refresh_op *op = (refresh_op *)w;
@@ -285,7 +257,8 @@ static int apply_refresh(ts_txn *t, ts_write *w) {
     ts_log(TS_LOG_WARN, "refresh token reused; its family is revoked", "{s:s, s:s%, s:s}",
            "family", op->fam, "sub", json_string_value(sub), json_string_length(sub), "jti",
            op->jti);
-    rc = revoke_family_in(t, op, op->fam, json_integer_value(json_object_get(rec, "exp")));
+    rc = ts_family_revoke_announced(t, op->fam, json_integer_value(json_object_get(rec, "exp")),
+                                    cfg->leeway, &op->feed_last, &op->revoked);
     json_decref(rec);
     return rc ? rc : TS_EREUSED;
   }
@@ -313,14 +286,10 @@ static void done_refresh(ts_write *w, int status) {
   op_free(op);
 }
 
-void ts_token_refresh(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"refresh_token", TS_P_CREDENTIAL, true, 0, 0}};
-  ts_param_value v[1];
-  char why[160], kid[129];
-  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
+static const ts_param refresh_params[] = {{"refresh_token", TS_P_CREDENTIAL, true, 0, 0}};
+
+static void token_refresh(ts_req *r, const ts_param_value *v) {
+  char kid[129];
   ts_domain *d = r->conn->server->domain;
   json_t *claims;
   int64_t now = (int64_t)time(NULL);
@@ -350,7 +319,9 @@ void ts_token_refresh(ts_req *r, const msgpack_object *params) {
 
 static int apply_revoke(ts_txn *t, ts_write *w) {
   refresh_op *op = (refresh_op *)w;
-  if (op->kind == OP_REVOKE_FAMILY) return revoke_family_in(t, op, op->fam, op->until);
+  if (op->kind == OP_REVOKE_FAMILY)
+    return ts_family_revoke_announced(t, op->fam, op->until, op->d->cfg->leeway, &op->feed_last,
+                                      &op->revoked);
   if (op->proven) ts_store_reserve_all(t);
   int64_t until = op->until + op->d->cfg->leeway;
   int rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
@@ -396,28 +367,23 @@ static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op 
   return ok;
 }
 
-void ts_token_revoke(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {
-      {"token", TS_P_CREDENTIAL, false, 0, 0}, {"family", TS_P_STR, false, 1, 64},
-      {"jti", TS_P_STR, false, 1, 64},      {"exp", TS_P_INT, false, 0, 0},
-  };
-  ts_param_value v[4];
-  char why[160];
-  if (ts_params_parse(params, spec, 4, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
+static const ts_param revoke_params[] = {
+    {"token", TS_P_CREDENTIAL, false, 0, 0}, {"family", TS_P_STR, false, 1, 64},
+    {"jti", TS_P_STR, false, 1, 64},      {"exp", TS_P_INT, false, 0, 0},
+};
+
+static const char *revoke_check(const ts_param_value *v) {
   int given = v[0].present + v[1].present + v[2].present;
-  if (given != 1 || v[2].present != v[3].present) {
-    ts_req_fail(r, TS_EBAD_REQUEST, "give one of {token}, {family} or {jti, exp}");
-    return;
-  }
+  if (given != 1 || v[2].present != v[3].present)
+    return "give one of {token}, {family} or {jti, exp}";
+  return NULL;
+}
+
+static void token_revoke(ts_req *r, const ts_param_value *v) {
   ts_domain *d = r->conn->server->domain;
   refresh_op *op = op_new(r, OP_REVOKE_JTI, apply_revoke, done_revoke);
   if (!op) return;
-  int64_t longest = d->cfg->max_access_ttl;
-  if (d->cfg->max_refresh_ttl > longest) longest = d->cfg->max_refresh_ttl;
-  if (d->cfg->max_purpose_ttl > longest) longest = d->cfg->max_purpose_ttl;
+  int64_t longest = ts_config_longest_ttl(d->cfg);
   bool ok = true;
   if (v[0].present) {
     ok = v[0].len <= 8192 && target_of_token(d, &v[0], op);
@@ -441,108 +407,12 @@ void ts_token_revoke(ts_req *r, const msgpack_object *params) {
   ts_writer_submit(d->writer, &op->w);
 }
 
-/* ---- user.revoke ----------------------------------------------------------------------- */
-
-static int apply_user(ts_txn *t, ts_write *w) {
-  refresh_op *op = (refresh_op *)w;
-  const ts_config *cfg = op->d->cfg;
-  /* The cut-off is the second this write applies in: every token issued before it is dead. */
-  int64_t at = (int64_t)time(NULL);
-  if (at > op->now) op->now = at;
-  int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, NULL, NULL);
-  if (n < 0) return n;
-  op->sessions = (unsigned)n;
-  char(*ids)[TS_FAMILY_ID_CHARS + 1] = malloc(MAX_FAMILIES_AT_ONCE * sizeof(*ids));
-  if (!ids) return TS_ENOMEM;
-  /* In rounds: each revoked family leaves fam_by_sub, so the next round lists the rest. */
-  unsigned before = op->revoked;
-  int nf, rc = 0;
-  unsigned round_start;
-  do {
-    round_start = op->revoked;
-    nf = ts_family_list_sub(t, op->sub, op->sub_len, ids, MAX_FAMILIES_AT_ONCE);
-    if (nf < 0) rc = nf;
-    for (int i = 0; i < nf && rc == 0; i++) rc = revoke_family_in(t, op, ids[i], op->now);
-  } while (rc == 0 && nf == MAX_FAMILIES_AT_ONCE && op->revoked > round_start);
-  free(ids);
-  if (rc) return rc;
-  op->families = op->revoked - before;
-  /* A sub that held sessions or families provably exists: its cut-off may use the whole
-   * reserve; any other sub's only half of it (anyone can name any sub). */
-  if (op->sessions + op->families > 0) ts_store_reserve_all(t);
-  /* The cut-off outlives every token that could have been issued before it. */
-  int64_t longest = cfg->max_access_ttl;
-  if (cfg->max_refresh_ttl > longest) longest = cfg->max_refresh_ttl;
-  if (cfg->max_purpose_ttl > longest) longest = cfg->max_purpose_ttl;
-  int64_t until = op->now + longest + cfg->leeway;
-  rc = ts_cutoff_put(t, op->sub, op->sub_len, op->now, until);
-  if (rc == 0) rc = ts_feed_append(t, &op->feed_last, 's', op->sub, op->sub_len, until, op->now);
-  return rc;
-}
-
-static void send_user_reply(refresh_op *op) {
-  ts_log(TS_LOG_INFO, "user revoked everywhere", "{s:s%, s:i, s:i}", "sub", op->sub, op->sub_len,
-         "sessions", (int)op->sessions, "families", (int)op->families);
-  msgpack_packer *pk = ts_req_result(op->req);
-  msgpack_pack_map(pk, 2);
-  ts_pack_cstr(pk, "sessions");
-  msgpack_pack_uint32(pk, op->sessions);
-  ts_pack_cstr(pk, "families");
-  msgpack_pack_uint32(pk, op->families);
-  ts_req_send(op->req);
-}
-
-static void on_user_timer_closed(uv_handle_t *h) { op_free(h->data); }
-
-/* Milliseconds from now to just past the end of the wall-clock second `second`. */
-static uint64_t ms_until_after(int64_t second) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t ms = (second + 1 - (int64_t)ts.tv_sec) * 1000 - ts.tv_nsec / 1000000 + 2;
-  return ms < 2 ? 2 : ms > 1002 ? 1002 : (uint64_t)ms;
-}
-
-/* The reply waits until time() has left the cut-off second (at most a second): tokens carry
- * iat in whole seconds and the cut-off kills iat <= before, so a token issued after the reply
- * (a login right after "log out everywhere") must be issued in a later second. time() is the
- * clock token.issue reads; it may lag CLOCK_REALTIME by a tick, hence the check again. */
-static void on_user_timer(uv_timer_t *t) {
-  refresh_op *op = t->data;
-  if ((int64_t)time(NULL) == op->now) { /* a clock stepped back is not waited for */
-    uv_timer_start(t, on_user_timer, ms_until_after(op->now), 0);
-    return;
-  }
-  send_user_reply(op);
-  uv_close((uv_handle_t *)t, on_user_timer_closed);
-}
-
-static void done_user(ts_write *w, int status) {
-  refresh_op *op = (refresh_op *)w;
-  publish(op, status);
-  if (status) {
-    ts_req_fail(op->req, status, NULL);
-  } else if ((int64_t)time(NULL) == op->now &&
-             uv_timer_init(op->req->conn->server->loop, &op->timer) == 0) {
-    op->timer.data = op;
-    uv_timer_start(&op->timer, on_user_timer, ms_until_after(op->now), 0);
-    return; /* the timer's close frees op */
-  } else {
-    send_user_reply(op);
-  }
-  op_free(op);
-}
-
-void ts_user_revoke(ts_req *r, const msgpack_object *params) {
-  static const ts_param spec[] = {{"sub", TS_P_STR, true, 1, 256}};
-  ts_param_value v[1];
-  char why[160];
-  if (ts_params_parse(params, spec, 1, v, why, sizeof(why)) != 0) {
-    ts_req_fail(r, TS_EBAD_REQUEST, why);
-    return;
-  }
-  refresh_op *op = op_new(r, OP_USER, apply_user, done_user);
-  if (!op) return;
-  ts_param_copy(&v[0], op->sub, sizeof(op->sub));
-  op->sub_len = v[0].len;
-  ts_writer_submit(op->d->writer, &op->w);
-}
+const ts_method ts_method_token_pair = {
+    .name = "token.pair", .handler = token_pair, TS_PARAMS(pair_params)};
+const ts_method ts_method_token_refresh = {
+    .name = "token.refresh", .handler = token_refresh, TS_PARAMS(refresh_params)};
+const ts_method ts_method_token_revoke = {
+    .name = "token.revoke",
+    .handler = token_revoke,
+    TS_PARAMS(revoke_params),
+    .check = revoke_check};
