@@ -1,3 +1,10 @@
+/* proto/error.c: the rows of the one error table (error.h) as data.
+ *
+ * TS_ERROR_MAP is expanded twice: into the enum in error.h (TS_E* = -999, -998, ... in table
+ * order) and here into a static array of {wire code, message} in the same order, so a code's
+ * row is found by subtraction, with no search and no switch to keep in step. Anything outside
+ * the table (a stray errno, a libuv code that was not converted where it entered) is answered
+ * as "internal" rather than indexed: the range check comes first. */
 #include "error.h"
 
 #include <stddef.h>

@@ -2,9 +2,9 @@
  *
  * Every function in proto/ and sidecar/ returns 0 or a negative TS_E* code. The X-macro below
  * also gives each code its wire name (the first element of a msgpack-rpc error array, as
- * PROTOCOL.md names it) and a human message. The codes after TS_EINTERNAL (below the
- * "internal codes" line) are internal: on the wire they travel as the code named in their
- * second column. */
+ * PROTOCOL.md names it) and a human message. The codes after the "internal codes" line (from
+ * TS_ENOMEM on) are internal: on the wire they travel as the code named in their second
+ * column. */
 #ifndef TS_PROTO_ERROR_H
 #define TS_PROTO_ERROR_H
 

@@ -1,3 +1,13 @@
+/* proto/json.c: msgpack <-> JSON (jansson), see json.h for the mapping.
+ *
+ * msgpack -> JSON recurses over an object unpacked from a message the pre-scan (scan.h)
+ * accepted, so its depth is bounded by the scan's limit (the daemon's --max-depth, the
+ * client's TS_CLIENT_MAX_DEPTH) and its allocations by the bytes already read. A value JSON
+ * cannot hold (ext, a non-str map key, an integer beyond int64, a str that is not UTF-8, which
+ * jansson refuses) fails the whole conversion with NULL: the daemon answers bad_request, the
+ * client TESSERA_EPROTO, never half a value. msgpack-c leaves ptr NULL for an empty str or
+ * map key; every use below substitutes "". JSON -> msgpack packs values jansson built (it
+ * bounds their depth itself) and fails only when the packer cannot grow: TS_ENOMEM. */
 #include "json.h"
 
 #include "error.h"

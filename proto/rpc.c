@@ -1,3 +1,13 @@
+/* proto/rpc.c: the msgpack-rpc envelope (rpc.h; PROTOCOL.md "Transport and framing").
+ *
+ * Decoding separates two kinds of bad input. An envelope that cannot be answered (not an
+ * array, a wrong kind or arity, a msgid that is not a uint32) returns TS_EENVELOPE / TS_EMSGID
+ * and the daemon closes the connection: it has no msgid to reply to. A request whose msgid is
+ * sound but whose method or params are not the documented shape returns 0 with m->error set,
+ * so the daemon answers bad_request on that msgid and keeps the connection. Nothing here
+ * allocates: the decoded message points into the caller's msgpack object. Encoding writes
+ * heads and leaves the body (result, params) to the caller's packer; every packer failure is
+ * TS_ENOMEM, the only way msgpack-c's sbuffer writes fail. */
 #include "rpc.h"
 
 #include "error.h"

@@ -1,4 +1,8 @@
-/* proto/wipe.c: see wipe.h. */
+/* proto/wipe.c: wiping buffers that held secrets (see wipe.h for where they are used).
+ *
+ * Never realloc: realloc may free the old block without clearing it. Growing allocates a new
+ * block, copies the used bytes, wipes them in the old block, then frees it. Wipes cover the
+ * used bytes only, so their cost follows the traffic, not the capacity. */
 #include "wipe.h"
 
 #include <sodium.h>

@@ -5,7 +5,7 @@
  *                       checked: three dot-separated base64url segments, the first two JSON
  *                       objects (duplicate members refused, as tesserad refuses them).
  *   keygen DIR          writes a new Ed25519 key as DIR/<kid>.jwk (mode 0600) with the
- *                       daemon's own keyring code (sidecar/keyring.c), so the file is exactly
+ *                       daemon's own keyring library (sidecar/keyring/), so the file is exactly
  *                       what tesserad loads: for a key directory managed outside tesserad (a
  *                       Kubernetes Secret), or to seed one.
  * Exit status as everywhere (cli.h): 1 when the operation failed, 2 for usage trouble. */

@@ -13,10 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifndef TESSERA_VERSION
-#define TESSERA_VERSION "unknown"
-#endif
-
 #define DEFAULT_TIMEOUT_MS 5000
 
 /* ---- messages ------------------------------------------------------------------------- */

@@ -54,22 +54,20 @@ static const struct err_row *err_row_of(int err) {
   return &err_rows[i];
 }
 
-TESSERA_EXPORT const char *tessera_strerror(int err) {
+const char *tessera_strerror(int err) {
   if (err == 0) return "success";
   const struct err_row *r = err_row_of(err);
   return r ? r->message : "unknown error";
 }
 
-TESSERA_EXPORT const char *tessera_err_name(int err) {
+const char *tessera_err_name(int err) {
   if (err == 0) return "OK";
   const struct err_row *r = err_row_of(err);
   return r ? r->name : "EUNKNOWN";
 }
 
 static void clear_error(tessera_error *err) {
-  if (!err) return;
-  err->code[0] = '\0';
-  err->message[0] = '\0';
+  if (err) memset(err, 0, sizeof(*err)); /* reserved included (tessera.h, ABI) */
 }
 
 /* ---- time ----------------------------------------------------------------------------- */
@@ -99,7 +97,7 @@ static int remaining_ms(int64_t deadline) {
 
 /* ---- connection ----------------------------------------------------------------------- */
 
-TESSERA_EXPORT const char *tessera_default_socket(void) {
+const char *tessera_default_socket(void) {
   const char *env = getenv("TESSERA_SOCKET");
   return env && *env ? env : TESSERA_DEFAULT_SOCKET;
 }
@@ -139,8 +137,7 @@ static int connect_unix(int fd, const char *path, int timeout_ms) {
   return 0;
 }
 
-TESSERA_EXPORT int tessera_connect_timeout(const char *socket_path, int timeout_ms,
-                                           tessera_client **out) {
+int tessera_connect_timeout(const char *socket_path, int timeout_ms, tessera_client **out) {
   if (!out) return TESSERA_EINVAL;
   *out = NULL;
   if (!socket_path) socket_path = tessera_default_socket();
@@ -161,11 +158,11 @@ TESSERA_EXPORT int tessera_connect_timeout(const char *socket_path, int timeout_
   return 0;
 }
 
-TESSERA_EXPORT int tessera_connect(const char *socket_path, tessera_client **out) {
+int tessera_connect(const char *socket_path, tessera_client **out) {
   return tessera_connect_timeout(socket_path, TESSERA_CONNECT_TIMEOUT_MS, out);
 }
 
-TESSERA_EXPORT void tessera_close(tessera_client *c) {
+void tessera_close(tessera_client *c) {
   if (!c) return;
   if (c->fd >= 0) close(c->fd);
   ts_inflight_close(&c->inflight);
@@ -176,7 +173,7 @@ TESSERA_EXPORT void tessera_close(tessera_client *c) {
   free(c);
 }
 
-TESSERA_EXPORT int tessera_fd(const tessera_client *c) {
+int tessera_fd(const tessera_client *c) {
   return c ? c->fd : -1;
 }
 
@@ -272,8 +269,7 @@ out:
   return rc;
 }
 
-TESSERA_EXPORT int tessera_send(tessera_client *c, const char *method, const json_t *params,
-                                uint32_t *msgid) {
+int tessera_send(tessera_client *c, const char *method, const json_t *params, uint32_t *msgid) {
   return send_request(c, method, params, -1, msgid);
 }
 
@@ -328,16 +324,16 @@ static int wait_reply(tessera_client *c, uint32_t msgid, int64_t deadline, json_
   return rc;
 }
 
-TESSERA_EXPORT int tessera_wait(tessera_client *c, uint32_t msgid, int timeout_ms,
-                                json_t **result, tessera_error *err) {
+int tessera_wait(tessera_client *c, uint32_t msgid, int timeout_ms,
+                 json_t **result, tessera_error *err) {
   if (result) *result = NULL;
   clear_error(err);
   if (!c) return TESSERA_EINVAL;
   return wait_reply(c, msgid, deadline_of(timeout_ms), result, err);
 }
 
-TESSERA_EXPORT int tessera_call(tessera_client *c, const char *method, const json_t *params,
-                                int timeout_ms, json_t **result, tessera_error *err) {
+int tessera_call(tessera_client *c, const char *method, const json_t *params,
+                 int timeout_ms, json_t **result, tessera_error *err) {
   if (result) *result = NULL;
   clear_error(err);
   int64_t deadline = deadline_of(timeout_ms);
@@ -358,9 +354,9 @@ static bool note_ready(const tessera_client *c, const void *arg) {
   return c->notes_head != NULL || c->notes_lost;
 }
 
-TESSERA_EXPORT int tessera_next_notification(tessera_client *c, int timeout_ms,
-                                             char method[TESSERA_NOTIFY_METHOD_MAX],
-                                             json_t **args) {
+int tessera_next_notification(tessera_client *c, int timeout_ms,
+                              char method[TESSERA_NOTIFY_METHOD_MAX],
+                              json_t **args) {
   if (args) *args = NULL;
   if (method) method[0] = '\0';
   if (!c || !method) return TESSERA_EINVAL;
@@ -380,6 +376,6 @@ TESSERA_EXPORT int tessera_next_notification(tessera_client *c, int timeout_ms,
   return 0;
 }
 
-TESSERA_EXPORT size_t tessera_pending_notifications(const tessera_client *c) {
+size_t tessera_pending_notifications(const tessera_client *c) {
   return c ? c->notes_count : 0;
 }

@@ -29,9 +29,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Marks a definition as part of the shared library's ABI (everything else is hidden). */
-#define TESSERA_EXPORT __attribute__((visibility("default")))
-
 /* The largest reply accepted; a longer one is TESSERA_EPROTO and ends the connection. */
 #define TS_CLIENT_MAX_REPLY ((size_t)16 << 20)
 /* Deepest nesting accepted in a reply (msgpack-c's own unpacker stops at 32). */

@@ -46,7 +46,7 @@ void ts_v_set_error(tessera_error *err, const char *code, const char *message) {
 }
 
 static void clear_error(tessera_error *err) {
-  if (err) err->code[0] = err->message[0] = '\0';
+  if (err) memset(err, 0, sizeof(*err)); /* reserved included (tessera.h, ABI) */
 }
 
 static int refuse(tessera_error *err, int ts_code) {
@@ -71,7 +71,7 @@ static char *dup_or_null(const char *s) {
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-TESSERA_EXPORT void tessera_verifier_options_init(tessera_verifier_options *o) {
+void tessera_verifier_options_init(tessera_verifier_options *o) {
   if (!o) return;
   memset(o, 0, sizeof(*o));
   o->leeway = 60;
@@ -84,6 +84,8 @@ TESSERA_EXPORT void tessera_verifier_options_init(tessera_verifier_options *o) {
 }
 
 static bool options_ok(const tessera_verifier_options *o) {
+  for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
+    if (o->reserved[i] != 0) return false; /* an option this version does not know */
   return o->leeway >= 0 && o->refetch_cooldown_ms >= 0 && o->feed_stale_ms >= 0 &&
          (o->subscribe == 0 || o->subscribe == 1) &&
          (o->feed_down_policy == TESSERA_FEED_FAIL_CLOSED ||
@@ -143,8 +145,8 @@ static void destroy(tessera_verifier *v) {
   free(v);
 }
 
-TESSERA_EXPORT int tessera_verifier_new(const tessera_verifier_options *o,
-                                        tessera_verifier **out, tessera_error *err) {
+int tessera_verifier_new(const tessera_verifier_options *o,
+                         tessera_verifier **out, tessera_error *err) {
   clear_error(err);
   if (!out) return TESSERA_EINVAL;
   *out = NULL;
@@ -175,7 +177,7 @@ fail:
   return rc;
 }
 
-TESSERA_EXPORT void tessera_verifier_free(tessera_verifier *v) {
+void tessera_verifier_free(tessera_verifier *v) {
   if (v) destroy(v);
 }
 
@@ -391,8 +393,8 @@ static int ask_daemon(tessera_verifier *v, const char *token, size_t len, tesser
   return unavailable(err, "the revocation feed is down and tesserad could not be asked");
 }
 
-TESSERA_EXPORT int tessera_verifier_verify(tessera_verifier *v, const char *token, size_t len,
-                                           json_t **claims, tessera_error *err) {
+int tessera_verifier_verify(tessera_verifier *v, const char *token, size_t len,
+                            json_t **claims, tessera_error *err) {
   if (claims) *claims = NULL;
   clear_error(err);
   if (!v || !token) return TESSERA_EINVAL;
@@ -433,7 +435,7 @@ out:
 
 /* ---- stats -------------------------------------------------------------------------------- */
 
-TESSERA_EXPORT void tessera_verifier_stats_get(tessera_verifier *v, tessera_verifier_stats *st) {
+void tessera_verifier_stats_get(tessera_verifier *v, tessera_verifier_stats *st) {
   if (!st) return;
   memset(st, 0, sizeof(*st));
   if (!v) return;
@@ -446,8 +448,7 @@ TESSERA_EXPORT void tessera_verifier_stats_get(tessera_verifier *v, tessera_veri
   pthread_mutex_unlock(&v->mu);
 }
 
-TESSERA_EXPORT int tessera_verifier_wait_feed(tessera_verifier *v, uint64_t seen,
-                                              int timeout_ms) {
+int tessera_verifier_wait_feed(tessera_verifier *v, uint64_t seen, int timeout_ms) {
   if (!v) return TESSERA_EINVAL;
   struct timespec until;
   if (timeout_ms >= 0) { /* fed waits on CLOCK_MONOTONIC (see setup) */

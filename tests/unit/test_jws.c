@@ -1,4 +1,4 @@
-/* tests/unit/test_jws.c: compact JWS with Ed25519 and the claim checks (sidecar/jws.h).
+/* tests/unit/test_jws.c: compact JWS with Ed25519 and the claim checks (proto/jws.h).
  *
  * Known answers: RFC 8037 A.4 (the A.1 key signs {"alg":"EdDSA"} / "Example of Ed25519
  * signing" to the RFC's exact JWS), RFC 8032 7.1 TEST 1 (the same key; empty message).

@@ -1,5 +1,5 @@
 /* tests/unit/test_keyring.c: JWK files, thumbprints, the key directory, rotation
- * (sidecar/keyring.h). Each case works in its own temporary directory.
+ * (sidecar/keyring/keyring.h). Each case works in its own temporary directory.
  *
  * Known answers: RFC 8037 A.1 (the key) and A.3 (its RFC 7638 thumbprint). */
 #include "error.h"

@@ -22,9 +22,29 @@
  * SIGPIPE is never raised.
  *
  * The local verifier (access tokens checked in-process with the daemon's public keys, plus the
- * revocation feed) is declared in tessera/verifier.h. */
+ * revocation feed) is declared in tessera/verifier.h; the version in tessera/version.h.
+ *
+ * Naming. Every public name starts with tessera_ (macros TESSERA_); functions are the object
+ * then the verb (tessera_verifier_verify). Each kind of object has one create/destroy pair:
+ *   - a connection, an object that is one socket (tessera_client): tessera_connect /
+ *     tessera_close, the names of the calls it wraps;
+ *   - any other object the library allocates (tessera_verifier): tessera_<type>_new /
+ *     tessera_<type>_free;
+ *   - a struct the caller allocates (tessera_error, tessera_verifier_options,
+ *     tessera_verifier_stats): filled by tessera_<type>_init (options: the defaults) or by the
+ *     call that takes it (_get, or any call taking a tessera_error); it owns nothing, so it
+ *     has no destroy.
+ * Every destroy accepts NULL. The library never uses _open, _load or _destroy.
+ *
+ * ABI. Only the functions declared with TESSERA_API are exported (the library builds with
+ * hidden visibility). Structs the caller allocates keep `reserved` room at their end, so that
+ * later minor versions add members without changing their size: a program built against an
+ * older header keeps working with a newer library. Reserved members are written as zero
+ * (tessera_verifier_options_init and the library do it); never read them. */
 #ifndef TESSERA_TESSERA_H
 #define TESSERA_TESSERA_H
+
+#include <tessera/version.h>
 
 #include <jansson.h>
 #include <stddef.h>
@@ -32,6 +52,15 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks each function of the ABI. The library is compiled with -fvisibility=hidden, so a
+ * function is exported exactly when its declaration here carries TESSERA_API; in an
+ * application it changes nothing. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TESSERA_API __attribute__((visibility("default")))
+#else
+#define TESSERA_API
 #endif
 
 #define TESSERA_DEFAULT_SOCKET "/run/tessera/tesserad.sock"
@@ -58,21 +87,22 @@ typedef enum tessera_errno {
 } tessera_errno;
 
 /* A static message for a TESSERA_E* code. */
-const char *tessera_strerror(int err);
+TESSERA_API const char *tessera_strerror(int err);
 /* A static name ("ECLOSED") for a TESSERA_E* code. */
-const char *tessera_err_name(int err);
+TESSERA_API const char *tessera_err_name(int err);
 
 /* The daemon's error, filled when a call returns TESSERA_EREMOTE. */
 typedef struct tessera_error {
-  char code[32];     /* PROTOCOL.md error code, e.g. "unauthenticated" */
-  char message[256]; /* human text from the daemon, truncated to fit */
+  char code[32];         /* PROTOCOL.md error code, e.g. "unauthenticated" */
+  char message[256];     /* human text from the daemon, truncated to fit */
+  uint64_t reserved[4];  /* room for later members (see ABI above); zeroed with code, message */
 } tessera_error;
 
 typedef struct tessera_client tessera_client;
 
 /* The socket path used when none is given: $TESSERA_SOCKET, else TESSERA_DEFAULT_SOCKET.
  * Static or environment storage; do not free. */
-const char *tessera_default_socket(void);
+TESSERA_API const char *tessera_default_socket(void);
 
 /* How long tessera_connect waits for a daemon whose listen backlog is full, in ms. */
 #define TESSERA_CONNECT_TIMEOUT_MS 2000
@@ -82,34 +112,36 @@ const char *tessera_default_socket(void);
  * new client the caller frees with tessera_close. On error *out is NULL; on TESSERA_ECONNECT
  * errno holds the reason (ENOENT, ECONNREFUSED, EACCES, ENAMETOOLONG, ETIMEDOUT when the
  * backlog stayed full...). The descriptor is close-on-exec. */
-int tessera_connect(const char *socket_path, tessera_client **out);
+TESSERA_API int tessera_connect(const char *socket_path, tessera_client **out);
 /* tessera_connect with its own limit: timeout_ms (< 0: wait as long as the backlog is full). */
-int tessera_connect_timeout(const char *socket_path, int timeout_ms, tessera_client **out);
+TESSERA_API int tessera_connect_timeout(const char *socket_path, int timeout_ms,
+                                        tessera_client **out);
 
 /* Closes the connection and frees the client and every reply it still held. NULL is allowed. */
-void tessera_close(tessera_client *c);
+TESSERA_API void tessera_close(tessera_client *c);
 
 /* The file descriptor of the connection (for poll loops); owned by the client. */
-int tessera_fd(const tessera_client *c);
+TESSERA_API int tessera_fd(const tessera_client *c);
 
 /* One call: sends method with params (NULL or a JSON object, else TESSERA_EINVAL) and waits up
  * to timeout_ms (< 0: forever; the limit covers sending too) for its reply. On success *result
  * is the result value (new reference; result may be NULL to discard it). A reply that arrives
  * after a timeout is dropped. */
-int tessera_call(tessera_client *c, const char *method, const json_t *params, int timeout_ms,
-                 json_t **result, tessera_error *err);
+TESSERA_API int tessera_call(tessera_client *c, const char *method, const json_t *params,
+                             int timeout_ms, json_t **result, tessera_error *err);
 
 /* Pipelining: sends a request without waiting; *msgid identifies its reply (msgid may be NULL:
  * the reply is then dropped). While the socket is full it also reads replies and keeps them, so
  * any number of requests can be sent before the first wait. */
-int tessera_send(tessera_client *c, const char *method, const json_t *params, uint32_t *msgid);
+TESSERA_API int tessera_send(tessera_client *c, const char *method, const json_t *params,
+                             uint32_t *msgid);
 
 /* Waits up to timeout_ms (< 0: forever; 0: never blocks) for the reply to
  * msgid, keeping replies to other msgids for later tessera_wait calls. The timeout bounds this
  * call; the reply may still come later. A msgid that is not in flight (never sent, or already
  * returned) is TESSERA_EINVAL. result may be NULL to discard the result. */
-int tessera_wait(tessera_client *c, uint32_t msgid, int timeout_ms, json_t **result,
-                 tessera_error *err);
+TESSERA_API int tessera_wait(tessera_client *c, uint32_t msgid, int timeout_ms,
+                             json_t **result, tessera_error *err);
 
 /* ---- server notifications (PROTOCOL.md, "events") ----------------------------------------
  *
@@ -134,11 +166,11 @@ int tessera_wait(tessera_client *c, uint32_t msgid, int timeout_ms, json_t **res
  * call: reported once, before the ones still queued, so the caller can resynchronise; method
  * is "" and *args NULL), or a connection error (sticky; notifications queued before it are
  * still delivered first). On any error method is "" and *args is NULL. */
-int tessera_next_notification(tessera_client *c, int timeout_ms,
-                              char method[TESSERA_NOTIFY_METHOD_MAX], json_t **args);
+TESSERA_API int tessera_next_notification(tessera_client *c, int timeout_ms,
+                                          char method[TESSERA_NOTIFY_METHOD_MAX], json_t **args);
 
 /* Notifications queued and not yet taken (0 for NULL). Never reads the socket. */
-size_t tessera_pending_notifications(const tessera_client *c);
+TESSERA_API size_t tessera_pending_notifications(const tessera_client *c);
 
 #ifdef __cplusplus
 }

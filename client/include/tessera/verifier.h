@@ -89,26 +89,34 @@ typedef struct tessera_verifier_options {
   int subscribe;           /* 1: run the revocation feed (see above); default 0 */
   int feed_down_policy;    /* TESSERA_FEED_FAIL_CLOSED (default) or TESSERA_FEED_ASK_DAEMON */
   int feed_stale_ms;       /* feed downtime tolerated before the policy applies; default 5000 */
+  uint64_t reserved[8];    /* must be zero (see below) */
 } tessera_verifier_options;
+/* Room to grow: a reserved array, not a leading size field. Callers already write
+ * `tessera_verifier_options o; tessera_verifier_options_init(&o);` and need set nothing else;
+ * the size is fixed within a major version; a later option takes a reserved slot with zero
+ * meaning what the library did before it existed. tessera_verifier_new refuses non-zero
+ * reserved members (TESSERA_EINVAL), so a program that sets an option this library does not
+ * know gets an error, never a verifier that silently ignores it. */
 
-/* Fills o with the defaults above. */
-void tessera_verifier_options_init(tessera_verifier_options *o);
+/* Fills o with the defaults above (reserved zeroed). */
+TESSERA_API void tessera_verifier_options_init(tessera_verifier_options *o);
 
 /* Creates a verifier: connects, fetches keys.jwks and, with subscribe, calls events.subscribe
  * and starts the feed thread, all before returning (so a verifier that exists has keys and,
  * with subscribe, a live feed). o may be NULL (defaults); its strings are copied.
- * Returns 0 with *out a new verifier (tessera_verifier_free), or TESSERA_EINVAL (bad options),
+ * Returns 0 with *out a new verifier (tessera_verifier_free), or TESSERA_EINVAL (bad options,
+ * non-zero reserved members included),
  * TESSERA_ENOMEM, TESSERA_ECONNECT (errno says why), TESSERA_ETIMEDOUT, TESSERA_ECLOSED,
  * TESSERA_EPROTO (a key set or subscribe reply that is not the documented shape, or no usable
  * key in it), TESSERA_EREMOTE (the daemon refused keys.jwks or events.subscribe; err says
  * why); on error *out is NULL and nothing is left running. err may be NULL. */
-int tessera_verifier_new(const tessera_verifier_options *o, tessera_verifier **out,
-                         tessera_error *err);
+TESSERA_API int tessera_verifier_new(const tessera_verifier_options *o,
+                                     tessera_verifier **out, tessera_error *err);
 
 /* Stops and joins the feed thread, closes both connections, frees everything. NULL is
  * allowed. No other call on v may be running or start. If the feed thread is inside a daemon
  * call at that moment, this waits for it (timeout_ms, at most 10 s). */
-void tessera_verifier_free(tessera_verifier *v);
+TESSERA_API void tessera_verifier_free(tessera_verifier *v);
 
 /* Verifies one access token of len bytes (no NUL needed). Returns 0 when it is valid: then,
  * when claims is not NULL, *claims is a new JSON object holding its claims (the caller's own
@@ -117,8 +125,8 @@ void tessera_verifier_free(tessera_verifier *v);
  * feed-down policy, or an unknown kid could not be refetched because the daemon is
  * unreachable), TESSERA_EINVAL (v or token NULL) or TESSERA_ENOMEM. Tokens over 8 KiB are
  * "unauthenticated" before any parsing. Thread-safe. */
-int tessera_verifier_verify(tessera_verifier *v, const char *token, size_t len,
-                            json_t **claims, tessera_error *err);
+TESSERA_API int tessera_verifier_verify(tessera_verifier *v, const char *token, size_t len,
+                                        json_t **claims, tessera_error *err);
 
 /* Counters since tessera_verifier_new, for tests and metrics. */
 typedef struct tessera_verifier_stats {
@@ -141,17 +149,20 @@ typedef struct tessera_verifier_stats {
   int64_t keys_version;         /* of the key set in use */
   int feed_up;                  /* 1 while subscribed (0 without subscribe) */
   uint64_t feed_resets;         /* "reset" notifications: the daemon could not resume */
+  uint64_t reserved[16];        /* zero; later counters take these slots, so sizeof stays */
 } tessera_verifier_stats;
 
-/* Copies the counters into *st. Thread-safe. */
-void tessera_verifier_stats_get(tessera_verifier *v, tessera_verifier_stats *st);
+/* Copies the counters into *st (reserved zeroed). Thread-safe. */
+TESSERA_API void tessera_verifier_stats_get(tessera_verifier *v,
+                                            tessera_verifier_stats *st);
 
 /* Waits up to timeout_ms (< 0: forever) until stats.feed_events exceeds seen, i.e. until the
  * feed applied something (a revocation entry, a keys change, a reconnect or a disconnect)
  * after the caller read seen. Lets a test, or an app that just revoked a token, wait for the
  * feed without sleeping blindly. Returns 0, TESSERA_ETIMEDOUT, or TESSERA_EINVAL (v NULL).
  * Thread-safe. */
-int tessera_verifier_wait_feed(tessera_verifier *v, uint64_t seen, int timeout_ms);
+TESSERA_API int tessera_verifier_wait_feed(tessera_verifier *v, uint64_t seen,
+                                           int timeout_ms);
 
 #ifdef __cplusplus
 }

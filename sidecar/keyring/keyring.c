@@ -1,4 +1,4 @@
-/* sidecar/keyring.c: Ed25519 keys as JWK files, rotation state, JWKS. See keyring.h.
+/* sidecar/keyring/keyring.c: Ed25519 keys as JWK files, rotation state, JWKS. See keyring.h.
  *
  * Design. The directory is the source of truth; the in-memory keyring is a snapshot of it.
  * A key file is never rewritten: a key is born (written to a temp file, fsynced, renamed into

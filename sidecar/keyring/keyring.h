@@ -1,4 +1,4 @@
-/* sidecar/keyring.h: the Ed25519 signing keys, as JWK files in one directory (RFC 7517,
+/* sidecar/keyring/keyring.h: the Ed25519 signing keys, as JWK files in one directory (RFC 7517,
  * RFC 8037), their RFC 7638 thumbprints as kids, rotation, and the JWK Set.
  *
  * Directory layout:
