@@ -28,6 +28,29 @@ static void on_note_written(uv_write_t *w, int status) {
   free(n);
 }
 
+/* A notification being packed: [2, method, [entries...]]. */
+typedef struct note {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+} note;
+
+static msgpack_packer *note_begin(note *n, const char *method, size_t entries) {
+  msgpack_sbuffer_init(&n->sb);
+  msgpack_packer_init(&n->pk, &n->sb, msgpack_sbuffer_write);
+  ts_rpc_pack_notification_head(&n->pk, method);
+  msgpack_pack_array(&n->pk, entries);
+  return &n->pk;
+}
+
+static bool send_note(ts_conn *c, msgpack_sbuffer *sb);
+
+/* Queues the packed notification on c and frees it. False when it could not be queued. */
+static bool note_send(ts_conn *c, note *n) {
+  bool ok = n->sb.data && send_note(c, &n->sb);
+  msgpack_sbuffer_destroy(&n->sb);
+  return ok;
+}
+
 /* Queues one notification on c; takes sb's bytes. False when it could not be queued. */
 static bool send_note(ts_conn *c, msgpack_sbuffer *sb) {
   note_write *n = malloc(sizeof(*n));
@@ -52,31 +75,25 @@ void ts_events_pack_cursor(msgpack_packer *pk, uint64_t store_id, uint64_t seq) 
 }
 
 static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, uint64_t store_id) {
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  ts_rpc_pack_notification_head(&pk, "revoked");
-  msgpack_pack_array(&pk, n);
+  note nt;
+  msgpack_packer *pk = note_begin(&nt, "revoked", n);
   for (size_t i = 0; i < n; i++) {
     bool sub = e[i].kind == 's';
-    msgpack_pack_map(&pk, sub ? 5 : 4);
-    ts_pack_cstr(&pk, "kind");
-    ts_pack_cstr(&pk, ts_feed_kind_name(e[i].kind));
-    ts_pack_cstr(&pk, "id");
-    msgpack_pack_str(&pk, e[i].id_len);
-    msgpack_pack_str_body(&pk, e[i].id, e[i].id_len);
-    ts_pack_cstr(&pk, "until");
-    msgpack_pack_int64(&pk, e[i].until);
+    msgpack_pack_map(pk, sub ? 5 : 4);
+    ts_pack_cstr(pk, "kind");
+    ts_pack_cstr(pk, ts_feed_kind_name(e[i].kind));
+    ts_pack_cstr(pk, "id");
+    msgpack_pack_str(pk, e[i].id_len);
+    msgpack_pack_str_body(pk, e[i].id, e[i].id_len);
+    ts_pack_cstr(pk, "until");
+    msgpack_pack_int64(pk, e[i].until);
     if (sub) {
-      ts_pack_cstr(&pk, "before");
-      msgpack_pack_int64(&pk, e[i].before);
+      ts_pack_cstr(pk, "before");
+      msgpack_pack_int64(pk, e[i].before);
     }
-    ts_events_pack_cursor(&pk, store_id, e[i].seq);
+    ts_events_pack_cursor(pk, store_id, e[i].seq);
   }
-  bool ok = sb.data && send_note(c, &sb);
-  msgpack_sbuffer_destroy(&sb);
-  return ok;
+  return note_send(c, &nt);
 }
 
 /* Sends c what follows its position, while its write queue has room. */
@@ -129,33 +146,21 @@ void ts_events_keys(ts_server *s, int64_t keys_version) {
   for (ts_conn *c = s->conns, *next; c; c = next) {
     next = c->next;
     if (!c->subscribed || c->closing) continue;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    ts_rpc_pack_notification_head(&pk, "keys");
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, 1);
-    ts_pack_cstr(&pk, "keys_version");
-    msgpack_pack_int64(&pk, keys_version);
-    bool ok = sb.data && send_note(c, &sb);
-    msgpack_sbuffer_destroy(&sb);
-    if (!ok) ts_conn_close(c, "cannot queue a keys notification");
+    note nt;
+    msgpack_packer *pk = note_begin(&nt, "keys", 1);
+    msgpack_pack_map(pk, 1);
+    ts_pack_cstr(pk, "keys_version");
+    msgpack_pack_int64(pk, keys_version);
+    if (!note_send(c, &nt)) ts_conn_close(c, "cannot queue a keys notification");
   }
 }
 
 static bool send_reset(ts_conn *c, uint64_t store_id) {
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  ts_rpc_pack_notification_head(&pk, "reset");
-  msgpack_pack_array(&pk, 1);
-  msgpack_pack_map(&pk, 1);
-  ts_events_pack_cursor(&pk, store_id, 0);
-  bool ok = sb.data && send_note(c, &sb);
-  msgpack_sbuffer_destroy(&sb);
-  return ok;
+  note nt;
+  msgpack_packer *pk = note_begin(&nt, "reset", 1);
+  msgpack_pack_map(pk, 1);
+  ts_events_pack_cursor(pk, store_id, 0);
+  return note_send(c, &nt);
 }
 
 int ts_events_subscribe(ts_conn *c, const char *since, size_t since_len, uint64_t *latest) {

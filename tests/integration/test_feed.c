@@ -104,6 +104,18 @@ static int flood_size(void) {
   return getenv("TT_SANITIZED") || getenv("TT_VALGRIND") ? 5000 : 20000;
 }
 
+/* Stops the daemon, puts a copy of its data file in place of the file (what restoring a
+ * backup does: the same bytes, another file) and starts it again. */
+static void restart_on_restored_copy(td_daemon *d) {
+  int st = td_stop(d);
+  TT_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd), "cp '%s/data.mdb' '%s/copy.mdb' && mv '%s/copy.mdb' '%s/data.mdb'",
+           d->data, d->data, d->data, d->data);
+  TT_EQ_INT(system(cmd), 0);
+  td_launch(d, NULL);
+}
+
 /* ---- cursors and resuming ---------------------------------------------------------------- */
 
 /* Each entry carries a cursor; cursors rise in commit order and follow subscribe's cursor. */
@@ -254,13 +266,7 @@ static void restored_data_file_resets(void) {
   char *cur = subscribe(sub, NULL);
   tessera_close(sub);
   tessera_close(c);
-  int st = td_stop(&d);
-  TT_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  char cmd[1024];
-  snprintf(cmd, sizeof(cmd), "cp '%s/data.mdb' '%s/copy.mdb' && mv '%s/copy.mdb' '%s/data.mdb'",
-           d.data, d.data, d.data, d.data);
-  TT_EQ_INT(system(cmd), 0);
-  td_launch(&d, NULL);
+  restart_on_restored_copy(&d);
   sub = tc_client(&d);
   free(subscribe(sub, cur));
   bool reset = false;
@@ -308,11 +314,8 @@ static void cli_events_since(void) {
   td_start(&d, NULL);
   tessera_client *c = tc_client(&d);
   revoke_jtis(c, "cli", 0, 2);
-  tessera_client *probe = tc_client(&d);
-  free(subscribe(probe, NULL));
   seen e[2];
-  tessera_close(probe);
-  probe = tc_client(&d);
+  tessera_client *probe = tc_client(&d);
   free(subscribe(probe, "0"));
   TT_EQ_INT(read_entries(probe, e, 2, 5000, NULL), 2);
   tessera_close(probe);
@@ -482,13 +485,7 @@ static void verifier_after_reset_distrusts_older_tokens(void) {
   wait_applied(closed, 1, 10000);
   wait_applied(ask, 1, 10000);
   tessera_close(c);
-  int st = td_stop(&d);
-  TT_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  char cmd[1024];
-  snprintf(cmd, sizeof(cmd), "cp '%s/data.mdb' '%s/copy.mdb' && mv '%s/copy.mdb' '%s/data.mdb'",
-           d.data, d.data, d.data, d.data);
-  TT_EQ_INT(system(cmd), 0);
-  td_launch(&d, NULL);
+  restart_on_restored_copy(&d);
   tessera_verifier *vs[2] = {closed, ask};
   for (int i = 0; i < 2; i++) { /* both reconnect and are told to reset */
     for (int k = 0;; k++) {
