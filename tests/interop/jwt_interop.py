@@ -16,7 +16,7 @@ rpc_interop.py, beside this file).
     on a directory holding only that key (unmanaged: it signs with it, and cannot rotate).
 
 Usage: /usr/bin/python3 tests/interop/jwt_interop.py path/to/tesserad [path/to/tessera]
-Output: `ok - name` / `not ok - name: why` per check, then `# N passed, M failed`; exit status
+Output: `ok - name` / `not ok - name: why` per check, then `# N passed, M failed` and the TAP plan `1..N`; exit status
 1 when any check failed. Temporary directories are removed when every check passed and kept
 (paths printed) otherwise, or always with TT_KEEP=1.
 """
@@ -434,6 +434,7 @@ def main(argv):
     if not os.access(argv[1], os.X_OK):
         print("not ok - tesserad starts: %s is not an executable" % argv[1])
         print("# 0 passed, 1 failed")
+        print("1..1")
         return 1
     cli = os.path.abspath(argv[2]) if len(argv) > 2 and os.access(argv[2], os.X_OK) else None
     passed = failed = 0
@@ -484,6 +485,7 @@ def main(argv):
             else:
                 d.cleanup()
     print("# %d passed, %d failed" % (passed, failed))
+    print("1..%d" % (passed + failed))  # TAP's plan, last (meson test reads TAP)
     return 1 if failed else 0
 
 

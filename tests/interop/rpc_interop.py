@@ -8,7 +8,7 @@ PROTOCOL.md ("Transport and framing", "Limits") and SECURITY.md ("Wire and trans
 
 Usage: /usr/bin/python3 tests/interop/rpc_interop.py path/to/tesserad
 Needs Debian's python3-msgpack (no pip). Output: one line per check, `ok - name` or
-`not ok - name: why`, then `# N passed, M failed`; exit status 1 when any check failed.
+`not ok - name: why`, then `# N passed, M failed` and the TAP plan `1..N`; exit status 1 when any check failed.
 The temporary directory (socket, data, keys, tesserad.log) is removed when every check
 passed and kept (its path printed) otherwise, or always with TT_KEEP=1 in the environment.
 """
@@ -470,6 +470,7 @@ def main(argv):
     if not os.access(argv[1], os.X_OK):
         print("not ok - tesserad starts: %s is not an executable" % argv[1])
         print("# 0 passed, 1 failed")
+        print("1..1")
         return 1
     d = Daemon(argv[1])
     passed = failed = 0
@@ -515,6 +516,7 @@ def main(argv):
         else:
             d.cleanup()
     print("# %d passed, %d failed" % (passed, failed))
+    print("1..%d" % (passed + failed))  # TAP's plan, last (meson test reads TAP)
     return 1 if failed else 0
 
 
