@@ -8,6 +8,8 @@
  * the daemon stays up, a small proxy sits between the verifier and the daemon and cuts the
  * connections that subscribe (it recognises "events.subscribe" in the bytes it forwards). The
  * notification queue's overflow is driven by a fake one-connection daemon instead. */
+#include "calls.h"
+#include "forge.h"
 #include "daemon.h"
 #include "tt.h"
 
@@ -32,41 +34,18 @@
 
 /* ---- helpers: daemon calls ------------------------------------------------------------------ */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static tessera_client *client_of(const td_daemon *d) {
-  tessera_client *c = NULL;
-  int rc = tessera_connect(d->socket, &c);
-  TT_ASSERT_MSG(rc == 0, "connect: %s", tessera_strerror(rc));
-  return c;
-}
-
-/* Calls method with params (stolen; may be NULL) and returns the result. */
-static json_t *call_ok(tessera_client *c, const char *method, json_t *params) {
-  json_t *result = NULL;
-  tessera_error err;
-  int rc = tessera_call(c, method, params, 10000, &result, &err);
-  json_decref(params);
-  TT_ASSERT_MSG(rc == 0, "%s: %s (%s: %s)", method, tessera_strerror(rc), err.code, err.message);
-  return result;
-}
-
 /* token.issue {sub} plus extra params (stolen, may be NULL); returns the token (free()). */
 static char *issue(tessera_client *c, const char *sub, json_t *extra) {
   json_t *p = extra ? extra : json_object();
   json_object_set_new(p, "sub", json_string(sub));
-  json_t *r = call_ok(c, "token.issue", p);
+  json_t *r = tc_call_ok(c, "token.issue", p);
   char *tok = strdup(json_string_value(json_object_get(r, "token")));
   json_decref(r);
   return tok;
 }
 
 static char *issue_jti(tessera_client *c, const char *sub, char jti[64], int64_t *exp) {
-  json_t *r = call_ok(c, "token.issue", json_pack("{s:s}", "sub", sub));
+  json_t *r = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", sub));
   char *tok = strdup(json_string_value(json_object_get(r, "token")));
   snprintf(jti, 64, "%s", json_string_value(json_object_get(r, "jti")));
   *exp = json_integer_value(json_object_get(r, "expires_at"));
@@ -87,53 +66,12 @@ static void kid_of(const char *tok, char kid[TS_JWS_KID_MAX + 1]) {
   json_decref(h);
 }
 
-/* ---- helpers: signing with the daemon's key, or with a stranger's ----------------------------- */
+/* ---- helpers: signing with the daemon's key, or with a stranger's (forge.h) ------------------ */
 
-typedef struct signer {
-  uint8_t sk[64];
-  char kid[TS_JWS_KID_MAX + 1];
-} signer;
-
-static void load_active_key(const td_daemon *d, signer *s) {
-  char path[512];
-  snprintf(path, sizeof(path), "%s/keys.json", d->keys);
-  json_t *st = json_load_file(path, 0, NULL);
-  TT_ASSERT_MSG(st != NULL, "cannot read %s", path);
-  snprintf(s->kid, sizeof(s->kid), "%s", json_string_value(json_object_get(st, "active")));
-  json_decref(st);
-  snprintf(path, sizeof(path), "%s/%s.jwk", d->keys, s->kid);
-  json_t *jwk = json_load_file(path, 0, NULL);
-  TT_ASSERT_MSG(jwk != NULL, "cannot read %s", path);
-  const char *b64 = json_string_value(json_object_get(jwk, "d"));
-  uint8_t seed[32], pk[32];
-  size_t n;
-  TT_ASSERT(b64 && ts_jws_b64_decode(b64, strlen(b64), seed, sizeof(seed), &n) == 0 && n == 32);
-  crypto_sign_seed_keypair(pk, s->sk, seed);
-  sodium_memzero(seed, sizeof(seed));
-  json_decref(jwk);
-}
-
-static void stranger(signer *s, int i) {
-  uint8_t pk[32];
-  crypto_sign_keypair(pk, s->sk);
+/* A stranger's key (forge.h) under the kid "stranger-<i>": the same i, the same kid. */
+static void stranger(tf_signer *s, int i) {
+  tf_stranger_signer(s);
   snprintf(s->kid, sizeof(s->kid), "stranger-%d", i);
-}
-
-/* Claims as the daemon writes them: iss, sub, iat, nbf, exp, jti. */
-static json_t *claims_of(const char *sub, int64_t iat, int64_t exp) {
-  static int seq;
-  char jti[32];
-  snprintf(jti, sizeof(jti), "test-jti-%d", ++seq);
-  return json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "iss", "tessera", "sub", sub, "iat",
-                   (json_int_t)iat, "nbf", (json_int_t)iat, "exp", (json_int_t)exp, "jti", jti);
-}
-
-/* Signs claims (stolen) under typ; returns the token (free()). */
-static char *sign(const signer *s, const char *typ, json_t *claims) {
-  char *tok = NULL;
-  TT_ASSERT(ts_jws_sign(s->sk, s->kid, typ, claims, &tok) == 0);
-  json_decref(claims);
-  return tok;
 }
 
 /* ---- helpers: the verifier ---------------------------------------------------------------------- */
@@ -194,13 +132,13 @@ static void expect_refused_(tessera_verifier *v, const char *tok, size_t len, co
   wait_stat_(v, offsetof(tessera_verifier_stats, field), (atleast), #field, __LINE__)
 static void wait_stat_(tessera_verifier *v, size_t off, uint64_t atleast, const char *name,
                        int line) {
-  int64_t deadline = mono_ms() + 15000;
+  int64_t deadline = tc_mono_ms() + 15000;
   for (;;) {
     tessera_verifier_stats st = stats_of(v);
     uint64_t val;
     memcpy(&val, (const char *)&st + off, sizeof(val));
     if (val >= atleast) return;
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - tc_mono_ms();
     if (left <= 0)
       tt_fail(__FILE__, line, "stats.%s stayed at %llu, waited for %llu", name,
               (unsigned long long)val, (unsigned long long)atleast);
@@ -349,7 +287,7 @@ static void proxy_stop(proxy *p) {
 static void valid_token_verifies_and_is_cached(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   char *tok = issue(c, "alice", json_pack("{s:s, s:{s:s}}", "scope", "read write", "claims",
                                           "role", "admin"));
   tessera_verifier_options o = opts_for(&d);
@@ -385,7 +323,7 @@ static void valid_token_verifies_and_is_cached(void) {
   TT_EQ_INT(st.jwks_fetches, 1);
 
   /* The same token through the daemon agrees. */
-  json_decref(call_ok(c, "token.verify", json_pack("{s:s}", "token", tok)));
+  json_decref(tc_call_ok(c, "token.verify", json_pack("{s:s}", "token", tok)));
   free(tok);
   tessera_verifier_free(v);
   tessera_close(c);
@@ -396,11 +334,11 @@ static void valid_token_verifies_and_is_cached(void) {
 static void refused_tokens_name_the_reason(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier_options o = opts_for(&d);
   tessera_verifier *v = verifier_new(&o);
-  signer s;
-  load_active_key(&d, &s);
+  tf_signer s;
+  tf_daemon_signer(&d, &s);
   int64_t now = (int64_t)time(NULL);
 
   char *tok = issue(c, "alice", NULL);
@@ -422,40 +360,40 @@ static void refused_tokens_name_the_reason(void) {
   free(huge);
 
   /* Time: exp and nbf outside the 60 s leeway. */
-  char *t = sign(&s, "at+jwt", claims_of("alice", now - 3600, now - 61));
+  char *t = tf_sign(&s, "at+jwt", tf_claims("alice", now - 3600, now - 61));
   EXPECT_REFUSED(v, t, "expired");
   free(t);
-  t = sign(&s, "at+jwt", claims_of("alice", now - 3600, now - 30)); /* within the leeway */
+  t = tf_sign(&s, "at+jwt", tf_claims("alice", now - 3600, now - 30)); /* within the leeway */
   json_decref(EXPECT_OK(v, t));
   free(t);
-  json_t *cl = claims_of("alice", now, now + 600);
+  json_t *cl = tf_claims("alice", now, now + 600);
   json_object_set_new(cl, "nbf", json_integer(now + 120));
-  t = sign(&s, "at+jwt", cl);
+  t = tf_sign(&s, "at+jwt", cl);
   EXPECT_REFUSED(v, t, "expired");
   free(t);
 
   /* Identity: another issuer, no jti, no sub. */
-  cl = claims_of("alice", now, now + 600);
+  cl = tf_claims("alice", now, now + 600);
   json_object_set_new(cl, "iss", json_string("someone-else"));
-  t = sign(&s, "at+jwt", cl);
+  t = tf_sign(&s, "at+jwt", cl);
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
-  cl = claims_of("alice", now, now + 600);
+  cl = tf_claims("alice", now, now + 600);
   json_object_del(cl, "jti");
-  t = sign(&s, "at+jwt", cl);
+  t = tf_sign(&s, "at+jwt", cl);
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
-  cl = claims_of("alice", now, now + 600);
+  cl = tf_claims("alice", now, now + 600);
   json_object_del(cl, "sub");
-  t = sign(&s, "at+jwt", cl);
+  t = tf_sign(&s, "at+jwt", cl);
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
 
   /* Other token types presented as access tokens. */
-  t = sign(&s, "rt+jwt", claims_of("alice", now, now + 600));
+  t = tf_sign(&s, "rt+jwt", tf_claims("alice", now, now + 600));
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
-  json_t *pair = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
+  json_t *pair = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
   const char *rt = json_string_value(json_object_get(pair, "refresh_token"));
   const char *at = json_string_value(json_object_get(pair, "access_token"));
   EXPECT_REFUSED(v, rt, "unauthenticated");
@@ -469,14 +407,14 @@ static void refused_tokens_name_the_reason(void) {
   free(pt);
 
   /* A stranger's key: unknown kid. */
-  signer x;
+  tf_signer x;
   stranger(&x, 1);
-  t = sign(&x, "at+jwt", claims_of("alice", now, now + 600));
+  t = tf_sign(&x, "at+jwt", tf_claims("alice", now, now + 600));
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
   /* The daemon's kid on a stranger's signature. */
   snprintf(x.kid, sizeof(x.kid), "%s", s.kid);
-  t = sign(&x, "at+jwt", claims_of("alice", now, now + 600));
+  t = tf_sign(&x, "at+jwt", tf_claims("alice", now, now + 600));
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
 
@@ -494,7 +432,7 @@ static void refused_tokens_name_the_reason(void) {
 static void audience_and_issuer_are_checked(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   char *plain = issue(c, "alice", NULL);
   char *api = issue(c, "alice", json_pack("{s:s}", "aud", "api"));
   char *both = issue(c, "alice", json_pack("{s:[s,s]}", "aud", "web", "api"));
@@ -534,7 +472,7 @@ static void custom_issuer_of_the_daemon(void) {
   const char *args[] = {"--issuer", "https://auth.example", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   char *tok = issue(c, "alice", NULL);
   tessera_verifier_options o = opts_for(&d);
   tessera_verifier *v = verifier_new(&o); /* expects the default "tessera" */
@@ -559,15 +497,15 @@ static void unknown_kid_refetches_once_per_cooldown(void) {
   int64_t now = (int64_t)time(NULL);
   TT_EQ_INT(stats_of(v).jwks_fetches, 1);
 
-  signer x;
+  tf_signer x;
   stranger(&x, 0);
-  char *t = sign(&x, "at+jwt", claims_of("alice", now, now + 600));
+  char *t = tf_sign(&x, "at+jwt", tf_claims("alice", now, now + 600));
   EXPECT_REFUSED(v, t, "unauthenticated");
   free(t);
   TT_EQ_INT(stats_of(v).jwks_fetches, 2); /* exactly one refetch */
   for (int i = 1; i <= 100; i++) {
     stranger(&x, i);
-    t = sign(&x, "at+jwt", claims_of("alice", now, now + 600));
+    t = tf_sign(&x, "at+jwt", tf_claims("alice", now, now + 600));
     EXPECT_REFUSED(v, t, "unauthenticated");
     free(t);
   }
@@ -587,9 +525,9 @@ static void cooldown_allows_a_later_refetch(void) {
   o.refetch_cooldown_ms = 100;
   tessera_verifier *v = verifier_new(&o);
   int64_t now = (int64_t)time(NULL);
-  signer x;
+  tf_signer x;
   stranger(&x, 0);
-  char *t = sign(&x, "at+jwt", claims_of("alice", now, now + 600));
+  char *t = tf_sign(&x, "at+jwt", tf_claims("alice", now, now + 600));
   EXPECT_REFUSED(v, t, "unauthenticated");
   EXPECT_REFUSED(v, t, "unauthenticated");
   TT_EQ_INT(stats_of(v).jwks_fetches, 2);
@@ -608,13 +546,13 @@ static void cooldown_allows_a_later_refetch(void) {
 static void rotation_needs_no_refetch(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   char *before = issue(c, "alice", NULL);
   tessera_verifier_options o = opts_for(&d);
   tessera_verifier *v = verifier_new(&o);
   json_decref(EXPECT_OK(v, before));
 
-  json_t *r = call_ok(c, "keys.rotate", NULL);
+  json_t *r = tc_call_ok(c, "keys.rotate", NULL);
   char *after = issue(c, "alice", NULL);
   char kid_before[TS_JWS_KID_MAX + 1], kid_after[TS_JWS_KID_MAX + 1];
   kid_of(before, kid_before);
@@ -640,7 +578,7 @@ static void rotation_needs_no_refetch(void) {
 static void full_cache_evicts_and_still_verifies(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier_options o = opts_for(&d);
   o.cache_entries = 4;
   tessera_verifier *v = verifier_new(&o);
@@ -734,7 +672,7 @@ static void run_hammer(tessera_verifier *v, char **good, size_t ngood, char **ba
 static void threads_verify_concurrently(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   char *good[40], *bad[4];
   for (int i = 0; i < 40; i++) {
     char sub[16];
@@ -743,9 +681,9 @@ static void threads_verify_concurrently(void) {
   }
   int64_t now = (int64_t)time(NULL);
   for (int i = 0; i < 4; i++) {
-    signer x;
+    tf_signer x;
     stranger(&x, i);
-    bad[i] = sign(&x, "at+jwt", claims_of("eve", now, now + 600));
+    bad[i] = tf_sign(&x, "at+jwt", tf_claims("eve", now, now + 600));
   }
   tessera_verifier_options o = opts_for(&d);
   o.refetch_cooldown_ms = 60000;
@@ -805,19 +743,19 @@ static void options_are_checked(void) {
 static void notifications_are_queued(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d), *s = client_of(&d);
+  tessera_client *c = tc_client(&d), *s = tc_client(&d);
   char method[TESSERA_NOTIFY_METHOD_MAX];
   json_t *args = (json_t *)1;
   TT_EQ_INT(tessera_next_notification(s, 0, method, &args), TESSERA_ETIMEDOUT);
   TT_ASSERT(args == NULL);
-  json_t *r = call_ok(s, "events.subscribe", NULL);
+  json_t *r = tc_call_ok(s, "events.subscribe", NULL);
   TT_ASSERT(json_is_true(json_object_get(r, "subscribed")));
   TT_ASSERT(json_is_integer(json_object_get(r, "keys_version")));
   json_decref(r);
   TT_EQ_INT(tessera_pending_notifications(s), 0);
 
   int64_t exp = (int64_t)time(NULL) + 600;
-  r = call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "jti-one", "exp", (json_int_t)exp));
+  r = tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "jti-one", "exp", (json_int_t)exp));
   TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 1);
   json_decref(r);
   TT_EQ_INT(tessera_next_notification(s, 10000, method, &args), 0);
@@ -830,10 +768,10 @@ static void notifications_are_queued(void) {
   json_decref(args);
 
   /* Notifications that arrive during a call on the same connection are kept, in order. */
-  r = call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "jti-two", "exp", (json_int_t)exp));
+  r = tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "jti-two", "exp", (json_int_t)exp));
   json_decref(r);
-  json_decref(call_ok(c, "keys.rotate", NULL));
-  json_decref(call_ok(s, "sys.ping", NULL));
+  json_decref(tc_call_ok(c, "keys.rotate", NULL));
+  json_decref(tc_call_ok(s, "sys.ping", NULL));
   TT_EQ_INT(tessera_pending_notifications(s), 2);
   TT_EQ_INT(tessera_next_notification(s, 0, method, NULL), 0);
   TT_EQ_STR(method, "revoked");
@@ -845,7 +783,7 @@ static void notifications_are_queued(void) {
   TT_EQ_STR(method, "");
 
   /* The daemon going away: the sticky error, after what was queued. */
-  r = call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "jti-three", "exp", (json_int_t)exp));
+  r = tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", "jti-three", "exp", (json_int_t)exp));
   json_decref(r);
   td_stop(&d);
   TT_EQ_INT(tessera_next_notification(s, 10000, method, NULL), 0);
@@ -917,7 +855,7 @@ static void notification_overflow_is_reported(void) {
 
   tessera_client *s = NULL;
   TT_EQ_INT(tessera_connect(path, &s), 0);
-  json_decref(call_ok(s, "events.subscribe", NULL));
+  json_decref(tc_call_ok(s, "events.subscribe", NULL));
   TT_EQ_INT(tessera_pending_notifications(s), TESSERA_NOTIFY_QUEUE_MAX);
   char method[TESSERA_NOTIFY_METHOD_MAX];
   json_t *args = (json_t *)1;
@@ -964,7 +902,7 @@ static tessera_verifier *subscribed(const char *socket, int policy, int stale_ms
 static void feed_revokes_a_cached_jti(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier *v = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 5000);
   char jti[64];
   int64_t exp;
@@ -974,7 +912,7 @@ static void feed_revokes_a_cached_jti(void) {
   json_decref(EXPECT_OK(v, t2));
   TT_EQ_INT(stats_of(v).cached_tokens, 2);
 
-  json_t *r = call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp));
+  json_t *r = tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp));
   TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 1);
   json_decref(r);
   WAIT_STAT(v, revocations_applied, 1);
@@ -985,7 +923,7 @@ static void feed_revokes_a_cached_jti(void) {
   /* {token} revokes an access token's jti too. */
   char *t3 = issue(c, "bob", NULL);
   json_decref(EXPECT_OK(v, t3));
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token", t3)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", t3)));
   WAIT_STAT(v, revocations_applied, 2);
   EXPECT_REFUSED(v, t3, "revoked");
   tessera_verifier_stats st = stats_of(v);
@@ -1003,15 +941,15 @@ static void feed_revokes_a_cached_jti(void) {
 static void feed_user_revoke_cuts_off_a_sub(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier *v = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 5000);
   char *a1 = issue(c, "alice", NULL), *a2 = issue(c, "alice", NULL), *b = issue(c, "bob", NULL);
-  json_t *pair = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
+  json_t *pair = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
   const char *a3 = json_string_value(json_object_get(pair, "access_token"));
   json_decref(EXPECT_OK(v, a1)); /* cached */
   json_decref(EXPECT_OK(v, a3));
 
-  json_t *r = call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "alice"));
+  json_t *r = tc_call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "alice"));
   TT_EQ_INT(json_integer_value(json_object_get(r, "families")), 1);
   json_decref(r);
   int64_t revoked_at = (int64_t)time(NULL);
@@ -1042,21 +980,21 @@ static void feed_user_revoke_cuts_off_a_sub(void) {
 static void feed_family_revoke_kills_access_tokens(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier *v = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 5000);
-  json_t *p1 = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
-  json_t *p2 = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
+  json_t *p1 = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
+  json_t *p2 = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "alice"));
   const char *at1 = json_string_value(json_object_get(p1, "access_token"));
   const char *at2 = json_string_value(json_object_get(p2, "access_token"));
   json_decref(EXPECT_OK(v, at1));
   json_decref(EXPECT_OK(v, at2));
   /* Revoking by the refresh token kills its family (RFC 7009 2.1). */
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token",
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token",
                                                    json_string_value(json_object_get(p1, "refresh_token")))));
   WAIT_STAT(v, revocations_applied, 1);
   EXPECT_REFUSED(v, at1, "revoked");
   json_decref(EXPECT_OK(v, at2)); /* another family of the same user */
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "family",
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "family",
                                                    json_string_value(json_object_get(p2, "family")))));
   WAIT_STAT(v, revocations_applied, 2);
   EXPECT_REFUSED(v, at2, "revoked");
@@ -1071,10 +1009,10 @@ static void feed_family_revoke_kills_access_tokens(void) {
 static void feed_keys_notification_refetches(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier *v = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 5000);
   int64_t version = stats_of(v).keys_version;
-  json_t *r = call_ok(c, "keys.rotate", NULL);
+  json_t *r = tc_call_ok(c, "keys.rotate", NULL);
   int64_t rotated = json_integer_value(json_object_get(r, "keys_version"));
   TT_ASSERT(rotated != version);
   json_decref(r);
@@ -1096,7 +1034,7 @@ static void feed_keys_notification_refetches(void) {
 static void feed_down_fails_closed_then_reconnects(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   char *t = issue(c, "alice", NULL);
   tessera_close(c);
   tessera_verifier *strict = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 0);
@@ -1115,13 +1053,13 @@ static void feed_down_fails_closed_then_reconnects(void) {
   WAIT_STAT(strict, feed_connects, 2);
   WAIT_STAT(lenient, feed_connects, 2);
   json_decref(EXPECT_OK(strict, t));
-  c = client_of(&d);
+  c = tc_client(&d);
   char jti[64];
   int64_t exp;
   char *t2 = issue_jti(c, "alice", jti, &exp);
   json_decref(EXPECT_OK(strict, t2));
   uint64_t applied = stats_of(strict).revocations_applied;
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp)));
   WAIT_STAT(strict, revocations_applied, applied + 1); /* the new subscription works */
   EXPECT_REFUSED(strict, t2, "revoked");
   tessera_verifier_stats st = stats_of(strict);
@@ -1143,7 +1081,7 @@ static void feed_down_asks_the_daemon(void) {
   td_start(&d, NULL);
   proxy px;
   proxy_start(&px, &d);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier *ask = subscribed(px.path, TESSERA_FEED_ASK_DAEMON, 0);
   tessera_verifier *closed = subscribed(px.path, TESSERA_FEED_FAIL_CLOSED, 0);
   char jti[64];
@@ -1162,7 +1100,7 @@ static void feed_down_asks_the_daemon(void) {
   EXPECT_REFUSED(closed, t, "unavailable");
 
   /* Revoked while the feed is down: only the daemon knows. */
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp)));
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp)));
   EXPECT_REFUSED(ask, t, "revoked");
   TT_EQ_INT(stats_of(ask).daemon_fallbacks, 2);
   json_decref(EXPECT_OK(ask, t2));
@@ -1191,7 +1129,7 @@ static void feed_down_asks_the_daemon(void) {
 static void feed_under_concurrent_verifies(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   tessera_verifier *v = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 5000);
   char *good[20], *bad[2];
   for (int i = 0; i < 20; i++) {
@@ -1201,20 +1139,20 @@ static void feed_under_concurrent_verifies(void) {
   }
   int64_t now = (int64_t)time(NULL);
   for (int i = 0; i < 2; i++) {
-    signer x;
+    tf_signer x;
     stranger(&x, i);
-    bad[i] = sign(&x, "at+jwt", claims_of("eve", now, now + 600));
+    bad[i] = tf_sign(&x, "at+jwt", tf_claims("eve", now, now + 600));
   }
   for (int i = 0; i < 50; i++) { /* unrelated revocations: the set changes, verdicts do not */
     char jti[32];
     snprintf(jti, sizeof(jti), "other-%d", i);
-    json_decref(call_ok(c, "token.revoke",
+    json_decref(tc_call_ok(c, "token.revoke",
                         json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)now + 600)));
   }
   run_hammer(v, good, 20, bad, 2);
   WAIT_STAT(v, revocations_applied, 50);
   run_hammer(v, good, 20, bad, 2);
-  json_decref(call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "user3")));
+  json_decref(tc_call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "user3")));
   WAIT_STAT(v, revocations_applied, 51);
   EXPECT_REFUSED(v, good[3], "revoked");
   for (int i = 0; i < 20; i++) free(good[i]);
