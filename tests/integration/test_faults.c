@@ -38,13 +38,6 @@
 
 #define SID_MAX 64
 
-static void expect_valid(tessera_client *c, const char *sid) {
-  json_t *r = NULL;
-  const char *code = tc_call_code(c, "session.validate", json_pack("{s:s}", "sid", sid), &r);
-  TT_ASSERT_MSG(code[0] == 0, "an acknowledged session does not validate: %s", code);
-  json_decref(r);
-}
-
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 /* Waits up to timeout_ms for child pid to exit; returns its status, or -1 if it is still
@@ -206,7 +199,7 @@ static void store_at_its_cap(void) {
   TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
   TT_EQ_INT(tc_stat(c, "expiry_index"), acked.n);
   /* Every acknowledged session is whole; reads keep being served on any connection. */
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   tessera_client *c2 = tc_client(&d);
   json_decref(tc_call_ok(c2, "sys.ping", NULL));
   json_decref(tc_call_ok(c2, "keys.jwks", NULL));
@@ -220,7 +213,7 @@ static void store_at_its_cap(void) {
   td_launch(&d, args);
   c = tc_client(&d);
   TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Revoking frees pages; after a commit or two LMDB reuses them and creates work again. */
   int refused;
   bool bulk = free_room(c, "filler", &acked, &refused);
@@ -229,7 +222,7 @@ static void store_at_its_cap(void) {
   refill(c, p, acked.n, &again);
   for (int i = 0; i < acked.n; i++)
     tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", acked.sid[i]), "unauthenticated", NULL);
-  for (int i = 0; i < again.n; i++) expect_valid(c, again.sid[i]);
+  for (int i = 0; i < again.n; i++) tc_expect_valid(c, again.sid[i]);
   json_decref(p);
   free(acked.sid);
   free(again.sid);
@@ -347,7 +340,7 @@ static void disk_full(void) {
   TT_ASSERT(tc_stat(c, "error.unavailable") >= 6);
   TT_ASSERT(tc_stat(c, "store_failed_commits") >= 1); /* ENOSPC comes at commit */
   TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   json_decref(tc_call_ok(c, "sys.ping", NULL));
   /* Restart on the full disk: every acknowledged write is there, nothing else. */
   tessera_close(c);
@@ -355,7 +348,7 @@ static void disk_full(void) {
   td_launch(&d, args);
   c = tc_client(&d);
   TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Freeing space inside the store, on the full disk: revokes (one by one if revoke_all is
    * refused), then the freed pages take new sessions. */
   int refused;
@@ -375,7 +368,7 @@ static void disk_full(void) {
   td_launch(&d, args);
   c = tc_client(&d);
   TT_EQ_INT(tc_stat(c, "sessions"), again.n);
-  for (int i = 0; i < again.n; i++) expect_valid(c, again.sid[i]);
+  for (int i = 0; i < again.n; i++) tc_expect_valid(c, again.sid[i]);
   tessera_close(c);
   tc_stop_ok(&d);
   json_decref(p);
@@ -609,7 +602,7 @@ static void killed_reader_is_cleared(void) {
   TT_ASSERT_MSG(now >= before + 1, "store_readers_cleared stayed %lld", now);
   TT_ASSERT_MSG(!reader_listed(d.data, dead), "the stale slot of %d is still there", (int)dead);
   json_decref(tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
-  expect_valid(c, sid);
+  tc_expect_valid(c, sid);
   tessera_close(c);
 
   /* At restart: another process keeps the environment open (so the lock file and its reader
@@ -625,7 +618,7 @@ static void killed_reader_is_cleared(void) {
   TT_ASSERT_MSG(!reader_listed(d.data, dead), "a stale slot survived the restart");
   c = tc_client(&d);
   json_decref(tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
-  expect_valid(c, sid);
+  tc_expect_valid(c, sid);
   tessera_close(c);
   mdb_env_close(env);
   tc_stop_ok(&d);
@@ -688,7 +681,7 @@ static void sigterm_with_writes_in_flight(void) {
   fprintf(stderr, "%d creates acknowledged, %d unanswered at SIGTERM\n", acked.n, lost);
   td_launch(&d, args);
   tessera_client *c = tc_client(&d);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Nothing unacknowledged was written either: what was read was answered. */
   TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
   tessera_close(c);

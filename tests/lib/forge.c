@@ -218,3 +218,26 @@ long long tf_claim_int(const char *tok, const char *name) {
   json_decref(c);
   return n;
 }
+
+void tf_named_stranger(tf_signer *s, int i) {
+  tf_stranger_signer(s);
+  snprintf(s->kid, sizeof(s->kid), "stranger-%d", i);
+}
+
+/* ---- key files --------------------------------------------------------------------------- */
+
+/* `tessera keygen dir`; returns the kid it printed. */
+void tf_keygen(const td_daemon *d, const char *dir, char kid[TS_KID_LEN + 1]) {
+  char out[256], err[1024];
+  const char *args[] = {"keygen", dir, NULL};
+  int st = td_cli(d, NULL, out, sizeof(out), err, sizeof(err), args);
+  TT_ASSERT_MSG(st == 0, "tessera keygen %s: exit %d: %s", dir, st, err);
+  size_t n = strlen(out);
+  TT_ASSERT_MSG(n == TS_KID_LEN + 1 && out[TS_KID_LEN] == '\n', "keygen printed '%s'", out);
+  memcpy(kid, out, TS_KID_LEN);
+  kid[TS_KID_LEN] = 0;
+}
+
+void tf_key_path(const char *dir, const char *kid, char *path, size_t cap) {
+  snprintf(path, cap, "%s/%s.jwk", dir, kid);
+}

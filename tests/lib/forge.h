@@ -29,6 +29,9 @@ void tf_daemon_signer(const td_daemon *d, tf_signer *s);
 /* A fresh key the daemon has never seen; its kid is its RFC 7638 thumbprint. */
 void tf_stranger_signer(tf_signer *s);
 
+/* A stranger's key under the kid "stranger-<i>" (not its thumbprint): the same i, the same kid. */
+void tf_named_stranger(tf_signer *s, int i);
+
 /* {"alg":"EdDSA","typ":typ,"kid":kid} as the daemon writes it (static storage). */
 const char *tf_std_header(const char *typ, const char *kid);
 /* Claims that pass every check (issuer tessera, sub mallory, no aud, valid for 5 minutes). */
@@ -70,5 +73,10 @@ char *tf_noncanonical_signature(const char *tok);
 char *tf_hs256_token(const char *header, const char *payload, const void *key, size_t keylen);
 /* A well-signed token of exactly want bytes (the payload padded with a claim). */
 char *tf_token_of_length(const tf_signer *s, size_t want);
+
+/* `tessera keygen dir` (the CLI, against d); returns the kid it printed. */
+void tf_keygen(const td_daemon *d, const char *dir, char kid[TS_KID_LEN + 1]);
+/* dir/kid.jwk. */
+void tf_key_path(const char *dir, const char *kid, char *path, size_t cap);
 
 #endif
