@@ -401,17 +401,7 @@ static void threads_verify_concurrently(void) {
   td_start(&d, NULL);
   tessera_client *c = tc_client(&d);
   char *good[40], *bad[4];
-  for (int i = 0; i < 40; i++) {
-    char sub[16];
-    snprintf(sub, sizeof(sub), "user%d", i);
-    good[i] = tc_issue_claims(c, sub, NULL);
-  }
-  int64_t now = (int64_t)time(NULL);
-  for (int i = 0; i < 4; i++) {
-    tf_signer x;
-    tf_named_stranger(&x, i);
-    bad[i] = tf_sign(&x, "at+jwt", tf_claims("eve", now, now + 600));
-  }
+  tf_hammer_tokens(c, good, 40, bad, 4);
   tessera_verifier_options o = opts_for(&d);
   o.refetch_cooldown_ms = 60000;
   tessera_verifier *v = tc_verifier_new(&o);

@@ -575,17 +575,8 @@ static void feed_under_concurrent_verifies(void) {
   tessera_client *c = tc_client(&d);
   tessera_verifier *v = subscribed(d.socket, TESSERA_FEED_FAIL_CLOSED, 5000);
   char *good[20], *bad[2];
-  for (int i = 0; i < 20; i++) {
-    char sub[16];
-    snprintf(sub, sizeof(sub), "user%d", i);
-    good[i] = tc_issue_claims(c, sub, NULL);
-  }
+  tf_hammer_tokens(c, good, 20, bad, 2);
   int64_t now = (int64_t)time(NULL);
-  for (int i = 0; i < 2; i++) {
-    tf_signer x;
-    tf_named_stranger(&x, i);
-    bad[i] = tf_sign(&x, "at+jwt", tf_claims("eve", now, now + 600));
-  }
   for (int i = 0; i < 50; i++) { /* unrelated revocations: the set changes, verdicts do not */
     char jti[32];
     snprintf(jti, sizeof(jti), "other-%d", i);

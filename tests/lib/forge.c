@@ -1,6 +1,8 @@
 /* tests/lib/forge.c: see forge.h. */
 #include "forge.h"
 
+#include "calls.h"
+
 #include "jws.h"
 #include "tt.h"
 
@@ -222,6 +224,20 @@ long long tf_claim_int(const char *tok, const char *name) {
 void tf_named_stranger(tf_signer *s, int i) {
   tf_stranger_signer(s);
   snprintf(s->kid, sizeof(s->kid), "stranger-%d", i);
+}
+
+void tf_hammer_tokens(tessera_client *c, char **good, int ngood, char **bad, int nbad) {
+  for (int i = 0; i < ngood; i++) {
+    char sub[16];
+    snprintf(sub, sizeof(sub), "user%d", i);
+    good[i] = tc_issue_claims(c, sub, NULL);
+  }
+  int64_t now = (int64_t)time(NULL);
+  for (int i = 0; i < nbad; i++) {
+    tf_signer x;
+    tf_named_stranger(&x, i);
+    bad[i] = tf_sign(&x, "at+jwt", tf_claims("eve", now, now + 600));
+  }
 }
 
 /* ---- key files --------------------------------------------------------------------------- */

@@ -12,6 +12,8 @@
 
 #include "daemon.h"
 
+#include <tessera/tessera.h>
+
 #include "keyring.h"
 
 #include <jansson.h>
@@ -31,6 +33,10 @@ void tf_stranger_signer(tf_signer *s);
 
 /* A stranger's key under the kid "stranger-<i>" (not its thumbprint): the same i, the same kid. */
 void tf_named_stranger(tf_signer *s, int i);
+
+/* Tokens for tc_run_hammer (calls.h): good[i] issued by the daemon for sub "user<i>", bad[i]
+ * signed by stranger i (tf_named_stranger); free() each. */
+void tf_hammer_tokens(tessera_client *c, char **good, int ngood, char **bad, int nbad);
 
 /* {"alg":"EdDSA","typ":typ,"kid":kid} as the daemon writes it (static storage). */
 const char *tf_std_header(const char *typ, const char *kid);
