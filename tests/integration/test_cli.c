@@ -230,21 +230,21 @@ static void cli_session_commands(void) {
   TT_EQ_STR(tc_str(rot, "handle"), handle);
   /* The old sid: exit 1 and the error code on stderr. */
   int st = td_cli(&d, NULL, out, sizeof(out), err, sizeof(err),
-               (const char *const[]){"session", "validate", "--", sid, NULL});
+                  (const char *const[]){"session", "validate", "--", sid, NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "unauthenticated") != NULL, "stderr: %s", err);
   TT_EQ_STR(out, "");
   st = td_cli(&d, NULL, out, sizeof(out), err, sizeof(err),
-           (const char *const[]){"session", "validate", "bogus", NULL});
+              (const char *const[]){"session", "validate", "bogus", NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "unauthenticated") != NULL, "stderr: %s", err);
   st = td_cli(&d, NULL, out, sizeof(out), err, sizeof(err),
-           (const char *const[]){"session", "rotate", "--", sid, NULL});
+              (const char *const[]){"session", "rotate", "--", sid, NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "unauthenticated") != NULL, "stderr: %s", err);
   /* The daemon's bad_request reaches the user. */
   st = td_cli(&d, NULL, out, sizeof(out), err, sizeof(err),
-           (const char *const[]){"session", "create", "pat", "--ttl", "0", NULL});
+              (const char *const[]){"session", "create", "pat", "--ttl", "0", NULL});
   TT_EQ_INT(st, 1);
   TT_ASSERT_MSG(strstr(err, "bad_request") != NULL && strstr(err, "ttl") != NULL, "stderr: %s",
                 err);
@@ -262,7 +262,7 @@ static void cli_session_commands(void) {
   TT_EQ_INT(tc_int(r, "revoked"), 1);
   json_decref(r);
   st = td_cli(&d, NULL, out, sizeof(out), err, sizeof(err),
-           (const char *const[]){"session", "validate", "--", tc_str(c2, "sid"), NULL});
+              (const char *const[]){"session", "validate", "--", tc_str(c2, "sid"), NULL});
   TT_EQ_INT(st, 1);
   v = tc_cli_json(&d, (const char *const[]){"session", "validate", "--", tc_str(c3, "sid"), NULL});
   json_decref(v);
@@ -278,7 +278,7 @@ static void cli_session_commands(void) {
   json_decref(v);
   /* Usage errors are the CLI's own (exit 2), never sent. */
   st = td_cli(&d, NULL, out, sizeof(out), err, sizeof(err),
-           (const char *const[]){"session", "revoke", "--handle", "x", "--", sid2, NULL});
+              (const char *const[]){"session", "revoke", "--handle", "x", "--", sid2, NULL});
   TT_EQ_INT(st, 2);
   json_decref(c1);
   json_decref(rot);

@@ -143,7 +143,7 @@ static bool free_room(tessera_client *c, const char *sub, const sidset *acked, i
   for (int i = 0; i < acked->n; i++) {
     json_t *one = NULL;
     const char *code = tc_call_code(c, "session.revoke", json_pack("{s:s}", "sid", acked->sid[i]),
-                                 &one);
+                                    &one);
     if (code[0]) {
       TT_EQ_STR(code, "unavailable");
       TT_ASSERT_MSG(++retries < 50, "single revokes stay unavailable in a full store");
@@ -256,7 +256,7 @@ static void revocations_land_in_a_full_store(void) {
               json_pack("{s:O, s:b}", "token", json_object_get(tok, "token"), "check_revoked", 1),
               "revoked", NULL);
   tc_expect_error(c, "token.refresh",
-              json_pack("{s:O}", "refresh_token", json_object_get(pair, "refresh_token")),
+                  json_pack("{s:O}", "refresh_token", json_object_get(pair, "refresh_token")),
               "revoked", NULL);
   json_decref(tok);
   json_decref(pair);
@@ -867,7 +867,7 @@ static void no_secret_in_any_log_line(void) {
 
   /* sessions */
   r = tc_call_ok(c, "session.create", json_pack("{s:s, s:{s:s, s:s}}", "sub", "sam", "client", "ip",
-                                             "10.0.0.1", "ua", "A"));
+                                                "10.0.0.1", "ua", "A"));
   const char *sid1 = kept_str(&k, r, "sid");
   keep(&k, tc_str(r, "cookie"));
   json_decref(r);
@@ -884,7 +884,7 @@ static void no_secret_in_any_log_line(void) {
   json_decref(r);
   /* bind-policy enforce: a changed user agent revokes it (a log line at info) */
   tc_expect_error(c, "session.validate", json_pack("{s:s, s:{s:s}}", "sid", sid3, "client", "ua", "B"),
-              "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   r = tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "sam"));
   kept_str(&k, r, "sid");
   json_decref(r);
@@ -918,26 +918,26 @@ static void no_secret_in_any_log_line(void) {
   json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", junk))); /* {revoked: 0} */
   json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", at)));
   tc_expect_error(c, "token.verify", json_pack("{s:s, s:b}", "token", at, "check_revoked", 1),
-              "revoked", NULL);
+                  "revoked", NULL);
   /* purpose tokens: consume, exchange, and each a second time */
   r = tc_call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "purpose", "verify-email"));
   const char *pt = kept_str(&k, r, "token");
   keep_token(&k, pt);
   json_decref(r);
   json_decref(tc_call_ok(c, "token.consume", json_pack("{s:s, s:s}", "token", pt, "purpose",
-                                                    "verify-email")));
+                                                       "verify-email")));
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", pt, "purpose", "verify-email"),
-              "revoked", NULL);
+                  "revoked", NULL);
   r = tc_call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "purpose", "login-link"));
   const char *pt2 = kept_str(&k, r, "token");
   keep_token(&k, pt2);
   json_decref(r);
   r = tc_call_ok(c, "session.exchange", json_pack("{s:s, s:s}", "token", pt2, "purpose",
-                                               "login-link"));
+                                                  "login-link"));
   kept_str(&k, r, "sid");
   json_decref(r);
   tc_expect_error(c, "session.exchange", json_pack("{s:s, s:s}", "token", pt2, "purpose", "login-link"),
-              "revoked", NULL);
+                  "revoked", NULL);
   /* refresh: pair, two rotations, a replay two generations old (reused: a warn log line) */
   r = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "tia"));
   keep_token(&k, tc_str(r, "access_token"));

@@ -67,7 +67,7 @@ static void real_revocations_land_after_a_flood(bool subs) {
   /* Full for new data, and for more made-up revocations of either kind. */
   tc_expect_error(c, "session.create", json_pack("{s:s}", "sub", "late"), "unavailable", NULL);
   tc_expect_error(c, "token.revoke",
-                 json_pack("{s:s, s:I}", "jti", "one-more", "exp", (json_int_t)time(NULL) + 600),
+                  json_pack("{s:s, s:I}", "jti", "one-more", "exp", (json_int_t)time(NULL) + 600),
                  "unavailable", NULL);
   tc_expect_error(c, "user.revoke", json_pack("{s:s}", "sub", "nobody-more"), "unavailable", NULL);
   /* Every real revocation still lands. */
@@ -88,14 +88,14 @@ static void real_revocations_land_after_a_flood(bool subs) {
   json_decref(r);
   /* ... and holds. */
   tc_expect_error(c, "token.verify",
-                 json_pack("{s:s, s:b}", "token", tc_str(access, "token"), "check_revoked", 1),
+                  json_pack("{s:s, s:b}", "token", tc_str(access, "token"), "check_revoked", 1),
                  "revoked", NULL);
   tc_expect_error(c, "token.refresh", json_pack("{s:s}", "refresh_token", tc_str(pair, "refresh_token")),
-                 "revoked", NULL);
+                  "revoked", NULL);
   tc_expect_error(c, "token.refresh", json_pack("{s:s}", "refresh_token", tc_str(other, "refresh_token")),
-                 "revoked", NULL);
+                  "revoked", NULL);
   tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", tc_str(sess, "sid")),
-                 "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   /* The full store failed single operations, never a group commit. */
   TT_EQ_INT(tc_stat(c, "store_failed_commits"), 0);
   json_decref(access);

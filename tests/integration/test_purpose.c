@@ -60,10 +60,10 @@ static void purpose_token_is_consumed_once(void) {
   td_start(&d, NULL);
   tessera_client *c = tc_client(&d);
   char *t = tc_issue(c, json_pack("{s:s, s:s, s:{s:s}}", "sub", "alice", "purpose", "reset",
-                               "claims", "ip", "192.0.2.1"), NULL);
+                                  "claims", "ip", "192.0.2.1"), NULL);
   json_decref(tc_verify_ok(c, "before use", t, NULL, "reset"));
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", t, "purpose", "email"),
-               "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   tc_expect_error(c, "token.consume", json_pack("{s:s}", "token", t), "bad_request", "purpose");
   json_t *r = tc_call_ok(c, "token.consume", json_pack("{s:s, s:s}", "token", t, "purpose", "reset"));
   json_t *cl = json_object_get(r, "claims");
@@ -72,10 +72,10 @@ static void purpose_token_is_consumed_once(void) {
   TT_EQ_STR(tc_str(cl, "ip"), "192.0.2.1");
   json_decref(r);
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", t, "purpose", "reset"),
-               "revoked", NULL);
+                  "revoked", NULL);
   tc_expect_verify(c, "verify after use", t, NULL, "reset", "revoked");
   tc_expect_error(c, "session.exchange", json_pack("{s:s, s:s}", "token", t, "purpose", "reset"),
-               "revoked", NULL);
+                  "revoked", NULL);
   /* Another token of the same sub and purpose is its own. */
   char *t2 = tc_issue_purpose(c, "alice", "reset");
   json_decref(
@@ -86,7 +86,7 @@ static void purpose_token_is_consumed_once(void) {
   td_launch(&d, NULL);
   c = tc_client(&d);
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", t, "purpose", "reset"),
-               "revoked", NULL);
+                  "revoked", NULL);
   tc_expect_verify(c, "verify after use and a restart", t2, NULL, "reset", "revoked");
   free(t2), free(t);
   tessera_close(c);
@@ -99,7 +99,7 @@ static void session_exchange_happens_once(void) {
   tessera_client *c = tc_client(&d);
   char *t = tc_issue_purpose(c, "carol", "email");
   tc_expect_error(c, "session.exchange", json_pack("{s:s, s:s}", "token", t, "purpose", "reset"),
-               "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   tc_expect_error(c, "session.exchange", json_pack("{s:s}", "token", t), "bad_request", "purpose");
   /* The refusals did not use it up. */
   json_t *s =
@@ -115,9 +115,9 @@ static void session_exchange_happens_once(void) {
   TT_EQ_STR(tc_str(v, "handle"), tc_str(s, "handle"));
   json_decref(v);
   tc_expect_error(c, "session.exchange", json_pack("{s:s, s:s}", "token", t, "purpose", "email"),
-               "revoked", NULL);
+                  "revoked", NULL);
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", t, "purpose", "email"),
-               "revoked", NULL);
+                  "revoked", NULL);
   tc_expect_verify(c, "verify after the exchange", t, NULL, "email", "revoked");
   /* Exactly one session came of it. */
   json_t *list = tc_call_ok(c, "session.list", json_pack("{s:s}", "sub", "carol"));

@@ -60,8 +60,8 @@ static void pair_reply_shape(void) {
   td_start(&d, args);
   tessera_client *c = tc_client(&d);
   json_t *p = tc_call_ok(c, "token.pair",
-                      json_pack("{s:s, s:s, s:s, s:{s:s, s:i}}", "sub", "alice", "aud", "app",
-                                "scope", "read write", "claims", "role", "editor", "n", 7));
+                         json_pack("{s:s, s:s, s:s, s:{s:s, s:i}}", "sub", "alice", "aud", "app",
+                                   "scope", "read write", "claims", "role", "editor", "n", 7));
   assert_pair_shape(p, 120, 600); /* the configured defaults */
   const char *at = tc_str(p, "access_token"), *rt = tc_str(p, "refresh_token");
   const char *fam = tc_str(p, "family");
@@ -109,7 +109,7 @@ static void pair_reply_shape(void) {
   TT_ASSERT(strcmp(tc_str(p2, "access_token"), at) != 0);
   TT_ASSERT(strcmp(tc_str(p2, "refresh_token"), rt) != 0);
   v = tc_call_ok(c, "token.verify",
-              json_pack("{s:s, s:s}", "token", tc_str(p2, "access_token"), "aud", "app"));
+                 json_pack("{s:s, s:s}", "token", tc_str(p2, "access_token"), "aud", "app"));
   cl = json_object_get(v, "claims");
   TT_EQ_STR(tc_str(cl, "fam"), fam);
   TT_EQ_STR(tc_str(cl, "scope"), "read write");
@@ -120,23 +120,23 @@ static void pair_reply_shape(void) {
 
   /* Explicit ttls, within the configured maxima; anything else is bad_request. */
   json_t *p3 = tc_call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "alice",
-                                                   "access_ttl", 30, "refresh_ttl", 3600));
+                                                     "access_ttl", 30, "refresh_ttl", 3600));
   assert_pair_shape(p3, 30, 3600);
   TT_ASSERT(strcmp(tc_str(p3, "family"), fam) != 0); /* every pair starts its own family */
   json_decref(p3);
   tc_expect_error(c, "token.pair", json_pack("{s:s, s:i}", "sub", "alice", "refresh_ttl", 3601),
-              "bad_request", NULL);
+                  "bad_request", NULL);
   tc_expect_error(c, "token.pair", json_pack("{s:s, s:i}", "sub", "alice", "access_ttl", 0),
-              "bad_request", NULL);
+                  "bad_request", NULL);
   tc_expect_error(c, "token.pair", json_pack("{s:s, s:i}", "sub", "alice", "refresh_ttl", -5),
-              "bad_request", NULL);
+                  "bad_request", NULL);
   tc_expect_error(c, "token.pair", json_pack("{s:s, s:{s:s}}", "sub", "alice", "claims", "fam", "x"),
-              "bad_request", NULL);
+                  "bad_request", NULL);
   tc_expect_error(c, "token.pair", json_pack("{s:i}", "access_ttl", 10), "bad_request", NULL);
   tc_expect_error(c, "token.pair", json_pack("{s:s, s:b}", "sub", "alice", "bogus", 1), "bad_request", NULL);
   tc_expect_error(c, "token.refresh", json_pack("{}"), "bad_request", NULL);
   tc_expect_error(c, "token.refresh", json_pack("{s:s}", "refresh_token", "garbage"),
-              "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   json_decref(p);
   tessera_close(c);
   tc_stop_clean(&d);
@@ -348,7 +348,7 @@ static void stolen_tokens_are_cut_off(void) {
   tessera_client *app = tc_client(&d), *attacker = tc_client(&d);
   /* alice logs in: the app hands her a pair. */
   json_t *login = tc_call_ok(app, "token.pair", json_pack("{s:s, s:s, s:i}", "sub", "alice",
-                                                       "scope", "mail", "access_ttl", 900));
+                                                          "scope", "mail", "access_ttl", 900));
   /* Malware copies both tokens. */
   char *stolen_at = strdup(tc_str(login, "access_token"));
   char *stolen_rt = strdup(tc_str(login, "refresh_token"));

@@ -131,7 +131,7 @@ static void revoked_refresh_jti_cannot_refresh(void) {
   const char *rt = tc_str(p, "refresh_token");
   json_t *claims = tf_segment_json(rt, 1);
   TT_EQ_INT(tc_revoke_with(c, json_pack("{s:s, s:I}", "jti", tc_str(claims, "jti"), "exp",
-                                     (json_int_t)tc_int(claims, "exp"))),
+                                        (json_int_t)tc_int(claims, "exp"))),
             1);
   TT_EQ_STR(tc_refresh(c, rt, NULL), "revoked");
   TT_EQ_STR(tc_refresh(c, rt, NULL), "revoked"); /* and stays so */
@@ -160,7 +160,7 @@ static void revoke_by_jti_with_huge_exp(void) {
   }
   /* A very negative exp is simply in the past. */
   TT_EQ_INT(tc_revoke_with(c, json_pack("{s:s, s:I}", "jti", "DDDDDDDDDDDDDDDDDDDDDD", "exp",
-                                     (json_int_t)INT64_MIN)),
+                                        (json_int_t)INT64_MIN)),
             0);
   tessera_close(c);
   tc_stop_clean(&d);
@@ -207,7 +207,7 @@ static void revoke_needs_exactly_one_target(void) {
   tc_expect_error(c, "token.revoke", json_pack("{}"), "bad_request", NULL);
   tc_expect_error(c, "token.revoke", json_pack("{s:s, s:s}", "token", rt, "family", fam), "bad_request", NULL);
   tc_expect_error(c, "token.revoke", json_pack("{s:s, s:s, s:i}", "family", fam, "jti", "x", "exp", 9),
-              "bad_request", NULL);
+                  "bad_request", NULL);
   tc_expect_error(c, "token.revoke", json_pack("{s:s}", "jti", "CCCCCCCCCCCCCCCCCCCCCC"), "bad_request", NULL);
   tc_expect_error(c, "token.revoke", json_pack("{s:i}", "exp", 1900000000), "bad_request", NULL);
   tc_expect_error(c, "token.revoke", json_pack("{s:i}", "token", 5), "bad_request", NULL);
@@ -373,9 +373,9 @@ static void revocation_list_is_swept(void) {
   }
   /* A revoked family and a live one, both short-lived. */
   json_t *dead = tc_call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "paul",
-                                                    "access_ttl", 2, "refresh_ttl", 2));
+                                                       "access_ttl", 2, "refresh_ttl", 2));
   json_t *live = tc_call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "paul",
-                                                    "access_ttl", 2, "refresh_ttl", 2));
+                                                       "access_ttl", 2, "refresh_ttl", 2));
   TT_EQ_INT(tc_revoke_with(c, json_pack("{s:s}", "family", tc_str(dead, "family"))), 1);
   if (tc_int(dead, "refresh_expires_at") > last_exp) last_exp = tc_int(dead, "refresh_expires_at");
   if (tc_int(live, "refresh_expires_at") > last_exp) last_exp = tc_int(live, "refresh_expires_at");
@@ -412,7 +412,7 @@ static void revocation_holds_through_the_last_second(void) {
   tessera_client *c = tc_client(&d);
   json_t *t = tc_call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "vera", "ttl", 3));
   json_t *live = tc_call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "vera",
-                                                    "access_ttl", 3, "refresh_ttl", 3));
+                                                       "access_ttl", 3, "refresh_ttl", 3));
   TT_EQ_INT(tc_revoke_token(c, tc_str(t, "token")), 1);
   long long exp = tc_int(t, "expires_at");
   long long rexp = tc_int(live, "refresh_expires_at");
@@ -458,9 +458,9 @@ static void family_revocation_outlives_its_access_tokens(void) {
   tc_raw_open(&sub, &d);
   tc_raw_subscribe(&sub);
   json_t *p = tc_call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "quin", "access_ttl",
-                                                 60, "refresh_ttl", 1));
+                                                    60, "refresh_ttl", 1));
   json_t *q1 = tc_call_ok(c, "token.pair", json_pack("{s:s, s:i, s:i}", "sub", "quin", "access_ttl",
-                                                  60, "refresh_ttl", 1));
+                                                     60, "refresh_ttl", 1));
   json_t *q2 = tc_refresh_ok(c, tc_str(q1, "refresh_token"));
   json_t *q3 = tc_refresh_ok(c, tc_str(q2, "refresh_token"));
   TT_EQ_INT(tc_revoke_with(c, json_pack("{s:s}", "family", tc_str(p, "family"))), 1);

@@ -37,7 +37,7 @@ static void list_shows_live_sessions_never_sids(void) {
   int64_t before = (int64_t)time(NULL);
   json_t *s[4];
   s[0] = tc_create(c, json_pack("{s:s, s:{s:s}, s:{s:s, s:s}}", "sub", "kim", "data", "device",
-                             "laptop", "client", "ip", "192.0.2.10", "ua", "Firefox"));
+                                "laptop", "client", "ip", "192.0.2.10", "ua", "Firefox"));
   s[1] = tc_create(
       c, json_pack("{s:s, s:i, s:{s:s}}", "sub", "kim", "ttl", 600, "client", "ip", "192.0.2.11"));
   s[2] = tc_create(c, json_pack("{s:s, s:i}", "sub", "kim", "idle_ttl", 10)); /* touched every 1 s */
@@ -100,7 +100,7 @@ static void list_shows_live_sessions_never_sids(void) {
   json_decref(l);
   tc_expect_error(c, "session.list", json_pack("{}"), "bad_request", "sub");
   tc_expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "kim", "limit", 0), "bad_request",
-               "limit");
+                  "limit");
   for (int i = 0; i < 4; i++) json_decref(s[i]);
   json_decref(foreign);
   tessera_close(c);
@@ -125,7 +125,7 @@ static void list_when_reads_fail_is_unavailable(void) {
   TT_ASSERT_MSG(rc == MDB_READERS_FULL, "%d readers, then %s", n, mdb_strerror(rc));
   tc_expect_error(c, "session.list", json_pack("{s:s}", "sub", "lena"), "unavailable", NULL);
   tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", tc_str(s, "sid")), "unavailable",
-               NULL);
+                  NULL);
   while (n > 0) mdb_txn_abort(held[--n]);
   mdb_env_close(env);
   json_t *l = tc_call_ok(c, "session.list", json_pack("{s:s}", "sub", "lena"));
@@ -212,15 +212,15 @@ static void list_is_paged(void) {
   TT_ASSERT(json_object_get(l, "next") == NULL);
   json_decref(l);
   tc_expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", 1001),
-               "bad_request", "limit");
+                  "bad_request", "limit");
   tc_expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "limit", -1),
-               "bad_request", "limit");
+                  "bad_request", "limit");
   tc_expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "pam", "limit", "5"),
-               "bad_request", "limit");
+                  "bad_request", "limit");
   tc_expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "pam", "after", "garbage"),
-               "bad_request", "after");
+                  "bad_request", "after");
   tc_expect_error(c, "session.list", json_pack("{s:s, s:i}", "sub", "pam", "after", 3),
-               "bad_request", "after");
+                  "bad_request", "after");
   /* The CLI pages too. */
   json_t *p1 = tc_cli_json(&d, (const char *const[]){"session", "list", "pam", "--limit", "2", NULL});
   TT_EQ_INT(json_array_size(json_object_get(p1, "sessions")), 2);
@@ -251,7 +251,7 @@ static void revoke_all_with_and_without_except(void) {
   json_t *bystander = tc_create_sub(c, "leon");
   TT_EQ_INT(tc_revoke_n(c, "sid", tc_str(s[4], "sid")), 1); /* already dead: not counted */
   json_t *r = tc_call_ok(c, "session.revoke_all",
-                      json_pack("{s:s, s:s}", "sub", "leo", "except", tc_str(s[1], "handle")));
+                         json_pack("{s:s, s:s}", "sub", "leo", "except", tc_str(s[1], "handle")));
   TT_EQ_INT(tc_int(r, "revoked"), 3);
   json_decref(r);
   tc_expect_valid(other, tc_str(s[1], "sid"));
@@ -274,16 +274,16 @@ static void revoke_all_with_and_without_except(void) {
   /* An except that names another sub's session keeps nothing of ours. */
   json_t *t1 = tc_create_sub(c, "leo");
   r = tc_call_ok(c, "session.revoke_all",
-              json_pack("{s:s, s:s}", "sub", "leo", "except", tc_str(bystander, "handle")));
+                 json_pack("{s:s, s:s}", "sub", "leo", "except", tc_str(bystander, "handle")));
   TT_EQ_INT(tc_int(r, "revoked"), 1);
   json_decref(r);
   tc_expect_unauthenticated(c, tc_str(t1, "sid"));
   tc_expect_valid(c, tc_str(bystander, "sid"));
   tc_expect_error(c, "session.revoke_all", json_pack("{s:s, s:s}", "sub", "leo", "except", "nope"),
-               "bad_request", "except");
+                  "bad_request", "except");
   tc_expect_error(c, "session.revoke_all", json_pack("{}"), "bad_request", "sub");
   tc_expect_error(c, "session.revoke_all", json_pack("{s:s, s:b}", "sub", "leo", "force", 1),
-               "bad_request", "force");
+                  "bad_request", "force");
   TT_EQ_INT(tc_stat(c, "sessions"), 1);
   TT_EQ_INT(tc_stat(c, "expiry_index"), 1);
   for (int i = 0; i < 5; i++) json_decref(s[i]);
@@ -306,7 +306,7 @@ static void revoke_all_of_a_sub_with_many_sessions(void) {
   json_decref(p);
   json_t *keep = tc_create_sub(c, "quinn");
   json_t *r = tc_call_ok(c, "session.revoke_all",
-                      json_pack("{s:s, s:s}", "sub", "quinn", "except", tc_str(keep, "handle")));
+                         json_pack("{s:s, s:s}", "sub", "quinn", "except", tc_str(keep, "handle")));
   long long revoked = tc_int(r, "revoked");
   json_decref(r);
   json_t *l = tc_call_ok(c, "session.list", json_pack("{s:s}", "sub", "quinn"));

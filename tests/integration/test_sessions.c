@@ -159,14 +159,14 @@ static void create_rejects_bad_params(void) {
   json_decref(tc_create(c, json_pack("{s:s, s:i, s:i}", "sub", "a", "ttl", 1, "idle_ttl", 1)));
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", 3601), "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", 3601), "bad_request",
-               "idle_ttl");
+                  "idle_ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:I}", "sub", "a", "ttl", (json_int_t)INT64_MAX),
-               "bad_request", "ttl");
+                  "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", 0), "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", 0), "bad_request", "idle_ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", -5), "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", -1), "bad_request",
-               "idle_ttl");
+                  "idle_ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:f}", "sub", "a", "ttl", 1.5), "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:f}", "sub", "a", "ttl", 60.0), "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "ttl", "60"), "bad_request", "ttl");
@@ -200,7 +200,7 @@ static void create_rejects_bad_params(void) {
   big[4999] = 0;
   big[4100] = 0;
   tc_expect_error(c, m, json_pack("{s:s, s:{s:s}}", "sub", "a", "data", "blob", big), "bad_request",
-               "data");
+                  "data");
   big[4000] = 0;
   json_t *r = tc_create(c, json_pack("{s:s, s:{s:s}}", "sub", "a", "data", "blob", big));
   json_t *v = NULL;
@@ -213,17 +213,17 @@ static void create_rejects_bad_params(void) {
   memset(big, 'u', 4999);
   big[4100] = 0;
   tc_expect_error(c, m, json_pack("{s:s, s:{s:s}}", "sub", "a", "client", "ua", big), "bad_request",
-               NULL);
+                  NULL);
   free(big);
   /* Unknown keys, at the top and inside client, are named. */
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "bogus_key", 1), "bad_request",
-               "bogus_key");
+                  "bogus_key");
   tc_expect_error(
       c, m,
       json_pack("{s:s, s:{s:s, s:s}}", "sub", "a", "client", "ip", "10.0.0.1", "evil_key", "x"),
       "bad_request", "evil_key");
   tc_expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "client", "10.0.0.1"), "bad_request",
-               "client");
+                  "client");
   /* Nothing of the refused requests was stored. */
   TT_EQ_INT(tc_stat(c, "sessions"), 5);
   tessera_close(c);
@@ -321,7 +321,7 @@ static void validate_returns_the_session(void) {
                            1, "nested", "a", 1, 2, "x", "none");
   int64_t before = (int64_t)time(NULL);
   json_t *r = tc_create(c, json_pack("{s:s, s:O, s:{s:s, s:s}}", "sub", "dana", "data", data, "client",
-                                  "ip", "203.0.113.9", "ua", "Firefox/128"));
+                                     "ip", "203.0.113.9", "ua", "Firefox/128"));
   int64_t after = (int64_t)time(NULL);
   const char *sid = tc_str(r, "sid");
   json_t *v = NULL;
@@ -385,7 +385,7 @@ static void validate_returns_the_session(void) {
   json_t *p = json_pack("{s:s, s:{s:s}}", "sid", sid, "client", "agent", "x");
   tc_expect_error(c, "session.validate", p, "bad_request", "agent");
   tc_expect_error(c, "session.validate", json_pack("{s:s, s:i}", "sid", sid, "extra", 1),
-               "bad_request", "extra");
+                  "bad_request", "extra");
   tc_expect_error(c, "session.validate", json_pack("{}"), "bad_request", "sid");
   json_decref(r2);
   json_decref(r);
@@ -400,7 +400,7 @@ static void bind_policy_enforce_drops_on_ua_change(void) {
   td_start(&d, args);
   tessera_client *c = tc_client(&d), *other = tc_client(&d);
   json_t *r = tc_create(c, json_pack("{s:s, s:{s:s, s:s}}", "sub", "eve", "client", "ip", "10.1.1.1",
-                                  "ua", "Safari/17"));
+                                     "ua", "Safari/17"));
   const char *sid = tc_str(r, "sid");
   json_t *v = NULL;
   /* An ip change is still only reported. */
@@ -595,7 +595,7 @@ static void expiry_enforced_before_the_sweeper_runs(void) {
   TT_EQ_STR(tc_str(json_array_get(ss, 0), "handle"), tc_str(keep, "handle"));
   json_decref(l);
   tc_expect_error(c, "session.rotate", json_pack("{s:s}", "sid", tc_str(a, "sid")), "unauthenticated",
-               NULL);
+                  NULL);
   /* Still stored (nothing swept): validate itself refused them. */
   TT_EQ_INT(tc_stat(c, "swept"), 0);
   TT_EQ_INT(tc_stat(c, "sessions"), 3);
@@ -655,7 +655,7 @@ static void rotate_replaces_the_sid(void) {
   td_start(&d, NULL);
   tessera_client *c = tc_client(&d), *other = tc_client(&d);
   json_t *r = tc_create(c, json_pack("{s:s, s:i, s:{s:s}, s:{s:s}}", "sub", "ivan", "ttl", 3000,
-                                  "data", "cart", "3 items", "client", "ua", "Edge"));
+                                     "data", "cart", "3 items", "client", "ua", "Edge"));
   const char *old = tc_str(r, "sid");
   tc_expect_valid(other, old);
   json_t *n = tc_call_ok(c, "session.rotate", json_pack("{s:s}", "sid", old));
@@ -687,7 +687,7 @@ static void rotate_replaces_the_sid(void) {
   tc_expect_error(c, "session.rotate", json_pack("{s:s}", "sid", unknown), "unauthenticated", NULL);
   tc_expect_error(c, "session.rotate", json_pack("{s:s}", "sid", "garbage"), "unauthenticated", NULL);
   tc_expect_error(c, "session.rotate", json_pack("{s:s, s:s}", "sid", sid, "handle", "x"),
-               "bad_request", "handle");
+                  "bad_request", "handle");
   /* Two rotations of one sid in flight: exactly one wins; still one session. */
   uint32_t id1, id2;
   json_t *p = json_pack("{s:s}", "sid", sid);
@@ -739,12 +739,12 @@ static void revoke_by_sid_and_by_handle(void) {
   TT_EQ_INT(tc_revoke_n(b, "sid", tc_str(s2, "sid")), 0);
   /* Exactly one of sid and handle. */
   tc_expect_error(a, "session.revoke",
-               json_pack("{s:s, s:s}", "sid", tc_str(s3, "sid"), "handle", tc_str(s3, "handle")),
+                  json_pack("{s:s, s:s}", "sid", tc_str(s3, "sid"), "handle", tc_str(s3, "handle")),
                "bad_request", NULL);
   tc_expect_error(a, "session.revoke", json_pack("{}"), "bad_request", NULL);
   tc_expect_error(a, "session.revoke", NULL, "bad_request", NULL);
   tc_expect_error(a, "session.revoke", json_pack("{s:s, s:s}", "sid", tc_str(s3, "sid"), "who", "x"),
-               "bad_request", "who");
+                  "bad_request", "who");
   /* Garbage revokes nothing, without an error. */
   char unknown[TC_SID_CHARS + 1], nc[TC_SID_CHARS + 1];
   random_sid(unknown);

@@ -60,7 +60,7 @@ static void issue_verify_round_trip(void) {
   json_t *extra = json_pack("{s:s, s:i, s:{s:[i, i]}}", "role", "admin", "n", 7, "nested", "a",
                             1, 2);
   char *tok = tc_issue(c, json_pack("{s:s, s:s, s:s, s:O}", "sub", "alice", "aud", "api", "scope",
-                                 "read write", "claims", extra), &reply);
+                                    "read write", "claims", extra), &reply);
   const char *jti = tc_str(reply, "jti");
   TT_EQ_INT(strlen(jti), 22);
   long long expires_at = tc_int(reply, "expires_at"), expires_in = tc_int(reply, "expires_in");
@@ -126,7 +126,7 @@ static void issue_verify_round_trip(void) {
   json_object_set_new(p, "check_revoked", json_true());
   json_decref(tc_call_ok(c, "token.verify", p));
   char *multi = tc_issue(c, json_pack("{s:s, s:[s, s], s:i}", "sub", "bob", "aud", "web", "api",
-                                   "ttl", 60), NULL);
+                                      "ttl", 60), NULL);
   json_t *r2 = tc_verify_ok(c, "aud array", multi, "api", NULL);
   cl = json_object_get(r2, "claims");
   TT_EQ_INT(tc_int(cl, "exp") - tc_int(cl, "iat"), 60);
@@ -151,24 +151,24 @@ static void issue_rejects_bad_params(void) {
                                            "jti", "scope", "purpose", "fam"};
   for (size_t i = 0; i < sizeof(registered) / sizeof(registered[0]); i++)
     tc_expect_error(c, "token.issue",
-                 json_pack("{s:s, s:{s:s}}", "sub", "alice", "claims", registered[i], "x"),
+                    json_pack("{s:s, s:{s:s}}", "sub", "alice", "claims", registered[i], "x"),
                  "bad_request", registered[i]);
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:i}", "sub", "a", "ttl", MAX_ACCESS_TTL + 1),
-               "bad_request", "ttl");
+                  "bad_request", "ttl");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:i}", "sub", "a", "ttl", 0), "bad_request",
-               "ttl");
+                  "ttl");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:i}", "sub", "a", "ttl", -5), "bad_request",
-               "ttl");
+                  "ttl");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:s}", "sub", "a", "ttl", "60"), "bad_request",
-               "ttl");
+                  "ttl");
   tc_expect_error(c, "token.issue",
                json_pack("{s:s, s:s, s:i}", "sub", "a", "purpose", "p", "ttl", MAX_PURPOSE_TTL + 1),
                "bad_request", "ttl");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:i}", "sub", "a", "aud", 5), "bad_request",
-               "aud");
+                  "aud");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:[]}", "sub", "a", "aud"), "bad_request", "aud");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:[i]}", "sub", "a", "aud", 1), "bad_request",
-               "aud");
+                  "aud");
   tc_expect_error(c, "token.issue", json_pack("{s:s}", "sub", ""), "bad_request", "sub");
   tc_expect_error(c, "token.issue", json_pack("{}"), "bad_request", "sub");
   char long_sub[258];
@@ -176,31 +176,31 @@ static void issue_rejects_bad_params(void) {
   long_sub[257] = 0;
   tc_expect_error(c, "token.issue", json_pack("{s:s}", "sub", long_sub), "bad_request", "sub");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:s}", "sub", "a", "claims", "x"),
-               "bad_request", "claims");
+                  "bad_request", "claims");
   char big[5000];
   memset(big, 'b', sizeof(big) - 1);
   big[sizeof(big) - 1] = 0;
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:{s:s}}", "sub", "a", "claims", "big", big),
-               "bad_request", "claims");
+                  "bad_request", "claims");
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:i}", "sub", "a", "bogus", 1), "bad_request",
-               "bogus");
+                  "bogus");
   /* Claims within 4 KiB of msgpack whose JSON (\u0001 escapes) would make a token over 8 KiB:
    * refused, never issued (a token the daemon itself would refuse). */
   char ctl[3001];
   memset(ctl, 1, 3000);
   ctl[3000] = 0;
   tc_expect_error(c, "token.issue", json_pack("{s:s, s:{s:s}}", "sub", "a", "claims", "x", ctl),
-               "bad_request", NULL);
+                  "bad_request", NULL);
   /* Within the limits is fine, at both maxima. */
   json_decref(
       tc_call_ok(c, "token.issue", json_pack("{s:s, s:i}", "sub", "a", "ttl", MAX_ACCESS_TTL)));
   json_decref(tc_call_ok(c, "token.issue", json_pack("{s:s, s:s, s:i}", "sub", "a", "purpose", "p",
-                                                  "ttl", MAX_PURPOSE_TTL)));
+                                                     "ttl", MAX_PURPOSE_TTL)));
   /* token.verify's own params. */
   tc_expect_error(c, "token.verify", json_pack("{}"), "bad_request", "token");
   tc_expect_error(c, "token.verify", json_pack("{s:i}", "token", 5), "bad_request", "token");
   tc_expect_error(c, "token.verify", json_pack("{s:s, s:s}", "token", "x", "check_revoked", "yes"),
-               "bad_request", "check_revoked");
+                  "bad_request", "check_revoked");
   tessera_close(c);
   tc_stop_clean(&d);
 }
@@ -387,9 +387,9 @@ static void wrong_typ_is_unauthenticated(void) {
   tc_expect_verify(c, "access token with purpose", access, NULL, "email", "unauthenticated");
   tc_expect_verify(c, "purpose token, another purpose", purpose, NULL, "reset", "unauthenticated");
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", access, "purpose", "email"),
-               "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   tc_expect_error(c, "session.exchange",
-               json_pack("{s:s, s:s}", "token", access, "purpose", "email"), "unauthenticated",
+                  json_pack("{s:s, s:s}", "token", access, "purpose", "email"), "unauthenticated",
                NULL);
 
   /* Forged: the daemon's key, every other typ. */
@@ -835,9 +835,9 @@ static void token_over_8k_is_unauthenticated(void) {
   expect_refused(c, "a well-signed token of 60000 bytes", huge, "unauthenticated");
   /* token.consume and session.exchange refuse it the same way. */
   tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", over, "purpose", "p"),
-               "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   tc_expect_error(c, "session.exchange", json_pack("{s:s, s:s}", "token", over, "purpose", "p"),
-               "unauthenticated", NULL);
+                  "unauthenticated", NULL);
   free(huge), free(over), free(at);
   tessera_close(c);
   tc_stop_clean(&d);

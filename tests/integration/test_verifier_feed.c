@@ -581,7 +581,7 @@ static void feed_under_concurrent_verifies(void) {
     char jti[32];
     snprintf(jti, sizeof(jti), "other-%d", i);
     json_decref(tc_call_ok(c, "token.revoke",
-                        json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)now + 600)));
+                           json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)now + 600)));
   }
   tc_run_hammer(v, good, 20, bad, 2);
   TC_WAIT_FEED_STAT(v, revocations_applied, 50);

@@ -609,7 +609,7 @@ json_t *tc_expect_local_ok_(tessera_verifier *v, const char *tok, int line) {
 }
 
 void tc_expect_local_refused_(tessera_verifier *v, const char *tok, size_t len, const char *code,
-                            int line) {
+                              int line) {
   json_t *claims = json_object(); /* must come back NULL */
   json_t *sentinel = claims;
   tessera_error err;
@@ -626,7 +626,7 @@ void tc_expect_local_refused_(tessera_verifier *v, const char *tok, size_t len, 
 
 /* Waits (bounded, on the feed's own signal) until a feed counter reaches atleast. */
 void tc_wait_feed_stat_(tessera_verifier *v, size_t off, uint64_t atleast, const char *name,
-                       int line) {
+                        int line) {
   int64_t deadline = tc_mono_ms() + 15000;
   for (;;) {
     tessera_verifier_stats st = tc_verifier_stats(v);
