@@ -620,19 +620,23 @@ static int scan_store_offline(pid_t dead_pid) {
             by_sub = entries_of(out, "by_sub"), families = entries_of(out, "families"),
             fam_by_sub = entries_of(out, "fam_by_sub"), revoked = entries_of(out, "revoked"),
             cutoffs = entries_of(out, "cutoffs"), expiry = entries_of(out, "expiry"),
-            meta = entries_of(out, "meta");
+            feed = entries_of(out, "feed"), meta = entries_of(out, "meta");
+  /* meta: the schema version, then the revocation feed's store_id, file_id and feed_seq. */
   TT_ASSERT_MSG(sessions >= 0 && handles >= 0 && by_sub >= 0 && families >= 0 &&
-                    fam_by_sub >= 0 && revoked >= 0 && cutoffs >= 0 && expiry >= 0 && meta == 1,
+                    fam_by_sub >= 0 && revoked >= 0 && cutoffs >= 0 && expiry >= 0 && feed >= 0 &&
+                    meta >= 1,
                 "cycle %d: mdb_stat does not show every table:\n%s", g.cycle, out);
   TT_ASSERT_MSG(sessions == handles && sessions == by_sub,
                 "cycle %d: half-written sessions: sessions %lld, handles %lld, by_sub %lld",
                 g.cycle, sessions, handles, by_sub);
   TT_ASSERT_MSG(families == fam_by_sub, "cycle %d: half-written families: %lld, fam_by_sub %lld",
                 g.cycle, families, fam_by_sub);
-  /* Nothing expires during the test, so every record has exactly one expiry entry. */
-  TT_ASSERT_MSG(expiry == sessions + families + revoked + cutoffs,
+  /* Nothing expires during the test, so every record (a revocation feed entry too) has exactly
+   * one expiry entry. */
+  TT_ASSERT_MSG(expiry == sessions + families + revoked + cutoffs + feed,
                 "cycle %d: expiry index %lld != sessions %lld + families %lld + revoked %lld + "
-                "cutoffs %lld", g.cycle, expiry, sessions, families, revoked, cutoffs);
+                "cutoffs %lld + feed %lld", g.cycle, expiry, sessions, families, revoked, cutoffs,
+                feed);
   int stale = readers_of(out, dead_pid);
   const char *dump_argv[] = {"mdb_dump", "-a", g.d.data, NULL};
   rc = run_tool(NULL, 0, dump_argv);
@@ -925,7 +929,8 @@ static void check_pass(size_t s0, size_t t0, size_t f0, size_t sub0, const count
   json_t *st = call_ok(cl, "sys.stats", NULL);
   tessera_close(cl);
   long long sessions = stat_of(st, "sessions"), families = stat_of(st, "families"),
-            revocations = stat_of(st, "revocations"), expiry = stat_of(st, "expiry_index");
+            revocations = stat_of(st, "revocations"), expiry = stat_of(st, "expiry_index"),
+            feed = stat_of(st, "feed_entries");
   json_decref(st);
   long long want_sessions = (sub0 ? g.sessions : 0) + listed;
   TT_ASSERT_MSG(sessions == want_sessions, "cycle %d: sys.stats sessions %lld, but the subs "
@@ -939,8 +944,9 @@ static void check_pass(size_t s0, size_t t0, size_t f0, size_t sub0, const count
                 unacked_pairs);
   EXPECT_DURABLE(revocations == g.revocations + revs, "cycle %d: revocations %lld, expected "
                  "%lld + %lld", g.cycle, revocations, g.revocations, revs);
-  TT_ASSERT_MSG(expiry == sessions + families + revocations, "cycle %d: expiry index %lld != "
-                "%lld + %lld + %lld", g.cycle, expiry, sessions, families, revocations);
+  TT_ASSERT_MSG(expiry == sessions + families + revocations + feed, "cycle %d: expiry index "
+                "%lld != %lld + %lld + %lld + feed %lld", g.cycle, expiry, sessions, families,
+                revocations, feed);
   g.applied_token_revokes += chk.revokes_applied;
   g.applied_pairs += c ? families - g.families - pairs : 0;
   g.sessions = sessions, g.families = families, g.revocations = revocations;
