@@ -630,7 +630,8 @@ static int scan_store_offline(pid_t dead_pid) {
                 g.cycle, sessions, handles, by_sub);
   TT_ASSERT_MSG(families == fam_by_sub, "cycle %d: half-written families: %lld, fam_by_sub %lld",
                 g.cycle, families, fam_by_sub);
-  /* Nothing expires during the test, so every record has exactly one expiry entry. */
+  /* Nothing expires during the test, so every record (a revocation feed entry too) has exactly
+   * one expiry entry. */
   TT_ASSERT_MSG(expiry == sessions + families + revoked + cutoffs + feed,
                 "cycle %d: expiry index %lld != sessions %lld + families %lld + revoked %lld + "
                 "cutoffs %lld + feed %lld", g.cycle, expiry, sessions, families, revoked, cutoffs,

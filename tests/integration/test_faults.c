@@ -12,6 +12,7 @@
  * periodic reader check; expired sessions swept). The expiry case waits for the wall clock to
  * pass, since expiry is what it tests, and the fd-limit case watches the daemon's CPU time over
  * one second of wall time, since a busy loop needs time to show. */
+#include "calls.h"
 #include "daemon.h"
 #include "tt.h"
 #include "wire.h"
@@ -39,74 +40,23 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static tessera_client *client_of(const td_daemon *d) {
-  tessera_client *c = NULL;
-  int rc = tessera_connect(d->socket, &c);
-  TT_ASSERT_MSG(rc == 0, "connect: %s", tessera_strerror(rc));
-  return c;
-}
-
-/* Calls method with params (stolen; NULL for none); returns the result or fails the test. */
-static json_t *call_ok(tessera_client *c, const char *method, json_t *params) {
-  json_t *result = NULL;
-  tessera_error err = {{0}, {0}};
-  int rc = tessera_call(c, method, params, 30000, &result, &err);
-  json_decref(params);
-  TT_ASSERT_MSG(rc == 0, "%s: %s (%s: %s)", method, tessera_strerror(rc), err.code, err.message);
-  return result;
-}
-
-/* Calls method with params (stolen); returns "" on success (result kept in *out when out is not
- * NULL) or the daemon's error code. */
-static const char *call_code(tessera_client *c, const char *method, json_t *params, json_t **out) {
-  static char code[32];
-  json_t *result = NULL;
-  tessera_error err = {{0}, {0}};
-  int rc = tessera_call(c, method, params, 30000, &result, &err);
-  json_decref(params);
-  TT_ASSERT_MSG(rc == 0 || rc == TESSERA_EREMOTE, "%s: %s", method, tessera_strerror(rc));
-  snprintf(code, sizeof(code), "%s", rc == 0 ? "" : err.code);
-  if (out) *out = result;
-  else json_decref(result);
-  return code;
-}
-
-static void expect_code(tessera_client *c, const char *method, json_t *params, const char *want) {
-  const char *got = call_code(c, method, params, NULL);
-  TT_ASSERT_MSG(strcmp(got, want) == 0, "%s: got '%s', expected '%s'", method, got, want);
-}
-
-static long long stat_of(tessera_client *c, const char *name) {
-  json_t *s = call_ok(c, "sys.stats", NULL);
-  json_t *v = json_object_get(s, name);
-  TT_ASSERT_MSG(json_is_integer(v), "sys.stats has no %s", name);
-  long long n = json_integer_value(v);
-  json_decref(s);
-  return n;
-}
-
-static const char *str_of(const json_t *o, const char *key) {
-  const char *s = json_string_value(json_object_get(o, key));
-  TT_ASSERT_MSG(s != NULL, "no string '%s' in the result", key);
-  return s;
-}
-
-static void ping(const td_daemon *d) {
-  tessera_client *c = client_of(d);
-  json_decref(call_ok(c, "sys.ping", NULL));
-  tessera_close(c);
-}
-
-static void expect_valid(tessera_client *c, const char *sid) {
-  json_t *r = NULL;
-  const char *code = call_code(c, "session.validate", json_pack("{s:s}", "sid", sid), &r);
-  TT_ASSERT_MSG(code[0] == 0, "an acknowledged session does not validate: %s", code);
-  json_decref(r);
-}
-
-static void stop_ok(td_daemon *d) {
-  int st = td_stop(d);
-  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad exit status %d", st);
+/* Waits up to timeout_ms for child pid to exit; returns its status, or -1 if it is still
+ * running (it is then killed). */
+static int wait_exit(pid_t pid, int timeout_ms) {
+  int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  TT_ASSERT(pfd >= 0);
+  struct pollfd p = {.fd = pfd, .events = POLLIN};
+  int r;
+  while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {}
+  close(pfd);
+  int st;
+  if (r == 0) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    return -1;
+  }
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  return st;
 }
 
 /* Params of a create carrying `bytes` bytes of data. */
@@ -141,9 +91,9 @@ static void sidset_add(sidset *s, const char *sid) {
 static const char *fill(tessera_client *c, const json_t *p, int max, sidset *acked) {
   for (int i = 0; i < max; i++) {
     json_t *r = NULL;
-    const char *code = call_code(c, "session.create", json_deep_copy(p), &r);
+    const char *code = tc_call_code(c, "session.create", json_deep_copy(p), &r);
     if (code[0]) return code;
-    sidset_add(acked, str_of(r, "sid"));
+    sidset_add(acked, tc_str(r, "sid"));
     json_decref(r);
   }
   return "";
@@ -167,76 +117,6 @@ static long long cpu_ticks(pid_t pid) {
   return (long long)(ut + st);
 }
 
-/* Waits up to timeout_ms for child pid to exit; returns its status, or -1 if it is still
- * running (it is then killed). */
-static int wait_exit(pid_t pid, int timeout_ms) {
-  int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  TT_ASSERT(pfd >= 0);
-  struct pollfd p = {.fd = pfd, .events = POLLIN};
-  int r;
-  while ((r = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {}
-  close(pfd);
-  int st;
-  if (r == 0) {
-    kill(pid, SIGKILL);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    return -1;
-  }
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  return st;
-}
-
-/* Runs tesserad on d's paths expecting it to refuse to start; returns its wait status. */
-static int run_expect_refusal(const td_daemon *d) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  TT_ASSERT(pid >= 0);
-  if (pid == 0) {
-    int lfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (lfd < 0) _exit(127);
-    dup2(lfd, 2);
-    unsetenv("NOTIFY_SOCKET");
-    execl(TESSERAD_PATH, TESSERAD_PATH, "--socket", d->socket, "--data", d->data, "--keys",
-          d->keys, "--log-level", "debug", (char *)NULL);
-    _exit(127);
-  }
-  int st = wait_exit(pid, 10000);
-  TT_ASSERT_MSG(st != -1, "tesserad kept running");
-  return st;
-}
-
-/* Polls sys.stats until name reaches want (>= want when rising, else <= want), at most
- * timeout_ms; returns the last value. */
-static long long wait_stat(tessera_client *c, const char *name, bool rising, long long want,
-                           int timeout_ms) {
-  struct timespec t0, now, nap = {0, 20 * 1000000};
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    long long v = stat_of(c, name);
-    if (rising ? v >= want : v <= want) return v;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
-      return v;
-    nanosleep(&nap, NULL);
-  }
-}
-
-static char *read_text(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) return NULL;
-  size_t cap = 4096, n = 0;
-  char *s = malloc(cap);
-  size_t k;
-  while ((k = fread(s + n, 1, cap - n - 1, f)) > 0) {
-    n += k;
-    if (n + 1 == cap) s = realloc(s, cap *= 2);
-  }
-  s[n] = 0;
-  fclose(f);
-  return s;
-}
-
 /* ---- the store at its size cap ---------------------------------------------------------- */
 
 /* Frees room in a full store as an operator would: session.revoke_all of sub, tried up to 5
@@ -247,7 +127,7 @@ static bool free_room(tessera_client *c, const char *sub, const sidset *acked, i
   *refused = 0;
   for (;;) {
     json_t *r = NULL;
-    const char *code = call_code(c, "session.revoke_all", json_pack("{s:s}", "sub", sub), &r);
+    const char *code = tc_call_code(c, "session.revoke_all", json_pack("{s:s}", "sub", sub), &r);
     if (!code[0]) {
       TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), acked->n);
       json_decref(r);
@@ -258,12 +138,12 @@ static bool free_room(tessera_client *c, const char *sub, const sidset *acked, i
   }
   fprintf(stderr, "revoke_all of %d sessions refused %d times; revoking one by one\n", acked->n,
           *refused);
-  TT_EQ_INT(stat_of(c, "sessions"), acked->n);
+  TT_EQ_INT(tc_stat(c, "sessions"), acked->n);
   int revoked = 0, retries = 0;
   for (int i = 0; i < acked->n; i++) {
     json_t *one = NULL;
-    const char *code = call_code(c, "session.revoke", json_pack("{s:s}", "sid", acked->sid[i]),
-                                 &one);
+    const char *code = tc_call_code(c, "session.revoke", json_pack("{s:s}", "sid", acked->sid[i]),
+                                    &one);
     if (code[0]) {
       TT_EQ_STR(code, "unavailable");
       TT_ASSERT_MSG(++retries < 50, "single revokes stay unavailable in a full store");
@@ -297,7 +177,7 @@ static void store_at_its_cap(void) {
   static const char *const args[] = {"--max-store-bytes", "1M", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   json_t *p = fat_create("filler", 3584);
   sidset acked = {0};
   const char *code = fill(c, p, 5000, &acked);
@@ -310,44 +190,42 @@ static void store_at_its_cap(void) {
    * whose keys split fewer pages, or by a smaller one, that got in). */
   json_t *small = json_pack("{s:s}", "sub", "filler");
   for (int i = 0; i < 30; i++) {
-    const char *again = call_code(c, "session.create", json_deep_copy(i % 2 ? small : p), NULL);
+    const char *again = tc_call_code(c, "session.create", json_deep_copy(i % 2 ? small : p), NULL);
     TT_ASSERT_MSG(strcmp(again, "unavailable") == 0, "%s create #%d after the store said full: "
                   "got '%s', expected 'unavailable'", i % 2 ? "a small" : "a", i + 1, again);
   }
   json_decref(small);
-  TT_EQ_INT(stat_of(c, "error.unavailable"), 31);
-  TT_EQ_INT(stat_of(c, "sessions"), acked.n);
-  TT_EQ_INT(stat_of(c, "expiry_index"), acked.n);
+  TT_EQ_INT(tc_stat(c, "error.unavailable"), 31);
+  TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
+  TT_EQ_INT(tc_stat(c, "expiry_index"), acked.n);
   /* Every acknowledged session is whole; reads keep being served on any connection. */
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
-  tessera_client *c2 = client_of(&d);
-  json_decref(call_ok(c2, "sys.ping", NULL));
-  json_decref(call_ok(c2, "keys.jwks", NULL));
-  json_t *l = call_ok(c2, "session.list", json_pack("{s:s, s:i}", "sub", "filler", "limit", 1000));
-  TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), acked.n);
-  json_decref(l);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
+  tessera_client *c2 = tc_client(&d);
+  json_decref(tc_call_ok(c2, "sys.ping", NULL));
+  json_decref(tc_call_ok(c2, "keys.jwks", NULL));
+  TT_EQ_INT(tc_count_listed(c2, "filler"), acked.n); /* every page of session.list */
   tessera_close(c2);
   /* The store at its cap reopens and holds exactly what was acknowledged. */
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_launch(&d, args);
-  c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "sessions"), acked.n);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Revoking frees pages; after a commit or two LMDB reuses them and creates work again. */
   int refused;
   bool bulk = free_room(c, "filler", &acked, &refused);
-  TT_EQ_INT(stat_of(c, "sessions"), 0);
+  TT_EQ_INT(tc_stat(c, "sessions"), 0);
   sidset again = {0};
   refill(c, p, acked.n, &again);
   for (int i = 0; i < acked.n; i++)
-    expect_code(c, "session.validate", json_pack("{s:s}", "sid", acked.sid[i]), "unauthenticated");
-  for (int i = 0; i < again.n; i++) expect_valid(c, again.sid[i]);
+    tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", acked.sid[i]), "unauthenticated", NULL);
+  for (int i = 0; i < again.n; i++) tc_expect_valid(c, again.sid[i]);
   json_decref(p);
   free(acked.sid);
   free(again.sid);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   TT_ASSERT_MSG(bulk, "session.revoke_all of %d sessions in a full store answered unavailable "
                 "%d times: a bulk delete needs more free pages than a store at its cap has",
                 acked.n, refused);
@@ -360,30 +238,30 @@ static void revocations_land_in_a_full_store(void) {
   static const char *const args[] = {"--max-store-bytes", "1M", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
-  json_t *tok = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "victim"));
-  json_t *pair = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "victim"));
+  tessera_client *c = tc_client(&d);
+  json_t *tok = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "victim"));
+  json_t *pair = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "victim"));
   json_t *p = fat_create("filler", 3584);
   sidset acked = {0};
   TT_EQ_STR(fill(c, p, 5000, &acked), "unavailable"); /* full for new data */
-  json_t *r = call_ok(c, "token.revoke", json_pack("{s:O}", "token", json_object_get(tok, "token")));
+  json_t *r = tc_call_ok(c, "token.revoke", json_pack("{s:O}", "token", json_object_get(tok, "token")));
   TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 1);
   json_decref(r);
-  r = call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "victim"));
+  r = tc_call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "victim"));
   TT_EQ_INT(json_integer_value(json_object_get(r, "families")), 1);
   json_decref(r);
-  expect_code(c, "token.verify",
+  tc_expect_error(c, "token.verify",
               json_pack("{s:O, s:b}", "token", json_object_get(tok, "token"), "check_revoked", 1),
-              "revoked");
-  expect_code(c, "token.refresh",
-              json_pack("{s:O}", "refresh_token", json_object_get(pair, "refresh_token")),
-              "revoked");
+              "revoked", NULL);
+  tc_expect_error(c, "token.refresh",
+                  json_pack("{s:O}", "refresh_token", json_object_get(pair, "refresh_token")),
+              "revoked", NULL);
   json_decref(tok);
   json_decref(pair);
   json_decref(p);
   free(acked.sid);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_cleanup(&d);
 }
 
@@ -394,7 +272,7 @@ static void expired_sessions_drain_a_full_store(void) {
                                      "--durability", "relaxed", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   json_t *p = fat_create("brief", 3584);
   const int ttl = getenv("TT_SANITIZED") ? 20 : 2; /* sanitizer builds fill far more slowly */
   json_object_set_new(p, "ttl", json_integer(ttl));
@@ -410,7 +288,7 @@ static void expired_sessions_drain_a_full_store(void) {
     struct timespec nap = {0, 50 * 1000000};
     nanosleep(&nap, NULL);
   }
-  long long left = wait_stat(c, "sessions", false, 0, 5000);
+  long long left = tc_wait_stat(c, "sessions", false, 0, 5000);
   char *log = td_read_log(&d);
   bool sweep_failed = log && strstr(log, "\"msg\":\"sweep failed; will retry\"");
   free(log);
@@ -425,7 +303,7 @@ static void expired_sessions_drain_a_full_store(void) {
   free(acked.sid);
   free(again.sid);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_cleanup(&d);
 }
 
@@ -447,7 +325,7 @@ static void disk_full(void) {
   /* The cap is far above the disk: the disk runs out first. */
   static const char *const args[] = {"--max-store-bytes", "64M", NULL};
   td_launch(&d, args);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   json_t *p = fat_create("disk", 3584);
   sidset acked = {0};
   const char *code = fill(c, p, 5000, &acked);
@@ -456,19 +334,19 @@ static void disk_full(void) {
   TT_EQ_STR(code, "unavailable");
   TT_ASSERT_MSG(acked.n >= 20, "only %d sessions fit", acked.n);
   /* Still full: every further write is refused, never acknowledged. */
-  for (int i = 0; i < 5; i++) expect_code(c, "session.create", json_deep_copy(p), "unavailable");
-  TT_ASSERT(stat_of(c, "error.unavailable") >= 6);
-  TT_ASSERT(stat_of(c, "store_failed_commits") >= 1); /* ENOSPC comes at commit */
-  TT_EQ_INT(stat_of(c, "sessions"), acked.n);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
-  json_decref(call_ok(c, "sys.ping", NULL));
+  for (int i = 0; i < 5; i++) tc_expect_error(c, "session.create", json_deep_copy(p), "unavailable", NULL);
+  TT_ASSERT(tc_stat(c, "error.unavailable") >= 6);
+  TT_ASSERT(tc_stat(c, "store_failed_commits") >= 1); /* ENOSPC comes at commit */
+  TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
+  json_decref(tc_call_ok(c, "sys.ping", NULL));
   /* Restart on the full disk: every acknowledged write is there, nothing else. */
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_launch(&d, args);
-  c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "sessions"), acked.n);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Freeing space inside the store, on the full disk: revokes (one by one if revoke_all is
    * refused), then the freed pages take new sessions. */
   int refused;
@@ -484,13 +362,13 @@ static void disk_full(void) {
   TT_ASSERT_MSG(code[0] == 0, "after the disk grew: '%s' after %d creates", code,
                 again.n - before);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_launch(&d, args);
-  c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "sessions"), again.n);
-  for (int i = 0; i < again.n; i++) expect_valid(c, again.sid[i]);
+  c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "sessions"), again.n);
+  for (int i = 0; i < again.n; i++) tc_expect_valid(c, again.sid[i]);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   json_decref(p);
   free(acked.sid);
   free(again.sid);
@@ -517,7 +395,7 @@ static void fd_limit_sheds_and_recovers(void) {
   TT_ASSERT(setrlimit(RLIMIT_NOFILE, &saved) == 0);
   char path[64];
   snprintf(path, sizeof(path), "/proc/%d/limits", (int)d.pid);
-  char *limits = read_text(path);
+  char *limits = td_read_file(path, NULL);
   const char *line = limits ? strstr(limits, "Max open files") : NULL;
   long soft = -1;
   TT_ASSERT(line && sscanf(line, "Max open files %ld", &soft) == 1);
@@ -606,12 +484,12 @@ static void fd_limit_sheds_and_recovers(void) {
   /* Room again: new connections are served. */
   tessera_client *cs[20];
   for (int i = 0; i < 20; i++) {
-    cs[i] = client_of(&d);
-    json_decref(call_ok(cs[i], "sys.ping", NULL));
+    cs[i] = tc_client(&d);
+    json_decref(tc_call_ok(cs[i], "sys.ping", NULL));
   }
-  json_decref(call_ok(cs[0], "session.create", json_pack("{s:s}", "sub", "fd")));
+  json_decref(tc_call_ok(cs[0], "session.create", json_pack("{s:s}", "sub", "fd")));
   for (int i = 0; i < 20; i++) tessera_close(cs[i]);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_cleanup(&d);
 }
 
@@ -646,11 +524,11 @@ static void paused_reading_is_not_a_message_timeout(void) {
   }
   tw_reader_destroy(&rd);
   close(fd);
-  tessera_client *c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "connections_closed_timeout"), 0);
-  TT_ASSERT(stat_of(c, "read_pauses") >= 1);
+  tessera_client *c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "connections_closed_timeout"), 0);
+  TT_ASSERT(tc_stat(c, "read_pauses") >= 1);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   td_cleanup(&d);
 }
 
@@ -709,20 +587,20 @@ static void killed_reader_is_cleared(void) {
   static const char *const args[] = {"--sweep-interval", "20ms", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
-  json_t *r = call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader"));
+  tessera_client *c = tc_client(&d);
+  json_t *r = tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader"));
   char sid[SID_MAX];
-  snprintf(sid, sizeof(sid), "%s", str_of(r, "sid"));
+  snprintf(sid, sizeof(sid), "%s", tc_str(r, "sid"));
   json_decref(r);
-  long long before = stat_of(c, "store_readers_cleared");
+  long long before = tc_stat(c, "store_readers_cleared");
   pid_t dead = stale_reader(d.data);
   TT_ASSERT_MSG(reader_listed(d.data, dead), "the killed reader's slot is not in the table");
   /* The sweeper's periodic reader check clears it while the daemon runs. */
-  long long now = wait_stat(c, "store_readers_cleared", true, before + 1, 10000);
+  long long now = tc_wait_stat(c, "store_readers_cleared", true, before + 1, 10000);
   TT_ASSERT_MSG(now >= before + 1, "store_readers_cleared stayed %lld", now);
   TT_ASSERT_MSG(!reader_listed(d.data, dead), "the stale slot of %d is still there", (int)dead);
-  json_decref(call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
-  expect_valid(c, sid);
+  json_decref(tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
+  tc_expect_valid(c, sid);
   tessera_close(c);
 
   /* At restart: another process keeps the environment open (so the lock file and its reader
@@ -730,18 +608,18 @@ static void killed_reader_is_cleared(void) {
   MDB_env *env;
   TT_ASSERT(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 16) == 0);
   TT_ASSERT(mdb_env_open(env, d.data, MDB_RDONLY | MDB_NOTLS, 0600) == 0);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   dead = stale_reader(d.data);
   TT_ASSERT(reader_listed(d.data, dead));
   static const char *const slow[] = {"--sweep-interval", "1h", NULL}; /* only the open clears */
   td_launch(&d, slow);
   TT_ASSERT_MSG(!reader_listed(d.data, dead), "a stale slot survived the restart");
-  c = client_of(&d);
-  json_decref(call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
-  expect_valid(c, sid);
+  c = tc_client(&d);
+  json_decref(tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
+  tc_expect_valid(c, sid);
   tessera_close(c);
   mdb_env_close(env);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   char *log = td_read_log(&d);
   TT_ASSERT_MSG(log && strstr(log, "\"msg\":\"stale store readers cleared\",\"readers\":1}"),
                 "no log line tells of the slot cleared at open");
@@ -766,13 +644,13 @@ static void sigterm_with_writes_in_flight(void) {
   tessera_client *cs[CONNS];
   static uint32_t ids[CONNS][PER];
   json_t *p = json_pack("{s:s, s:{s:s}}", "sub", "inflight", "data", "k", "v");
-  for (int i = 0; i < CONNS; i++) cs[i] = client_of(&d);
+  for (int i = 0; i < CONNS; i++) cs[i] = tc_client(&d);
   for (int k = 0; k < PER; k++)
     for (int i = 0; i < CONNS; i++) TT_EQ_INT(tessera_send(cs[i], "session.create", p, &ids[i][k]), 0);
   json_t *r = NULL;
   TT_EQ_INT(tessera_wait(cs[0], ids[0][0], 10000, &r, NULL), 0); /* writes are flowing */
   sidset acked = {0};
-  sidset_add(&acked, str_of(r, "sid"));
+  sidset_add(&acked, tc_str(r, "sid"));
   json_decref(r);
   kill(d.pid, SIGTERM);
   /* The clients read their replies late: the drain outlasts the message timeout. (Not a wait
@@ -784,7 +662,7 @@ static void sigterm_with_writes_in_flight(void) {
       tessera_error err = {{0}, {0}};
       int rc = tessera_wait(cs[i], ids[i][k], 60000, &r, &err);
       if (rc == 0) {
-        sidset_add(&acked, str_of(r, "sid"));
+        sidset_add(&acked, tc_str(r, "sid"));
         json_decref(r);
       } else {
         TT_ASSERT_MSG(rc == TESSERA_ECLOSED, "conn %d req %d: %s (%s)", i, k, tessera_strerror(rc),
@@ -800,12 +678,12 @@ static void sigterm_with_writes_in_flight(void) {
   TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   fprintf(stderr, "%d creates acknowledged, %d unanswered at SIGTERM\n", acked.n, lost);
   td_launch(&d, args);
-  tessera_client *c = client_of(&d);
-  for (int i = 0; i < acked.n; i++) expect_valid(c, acked.sid[i]);
+  tessera_client *c = tc_client(&d);
+  for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Nothing unacknowledged was written either: what was read was answered. */
-  TT_EQ_INT(stat_of(c, "sessions"), acked.n);
+  TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   json_decref(p);
   free(acked.sid);
   td_cleanup(&d);
@@ -853,10 +731,9 @@ static void sigterm_with_unread_pairs_exits_cleanly(void) {
   char *log = td_read_log(&d);
   TT_ASSERT(log != NULL);
   TT_ASSERT_MSG(st != -1, "tesserad did not exit within 60 s of SIGTERM");
-  const char *tail = strlen(log) > 2000 ? log + strlen(log) - 2000 : log;
-  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad %s %d after SIGTERM; log:\n%s",
-                WIFSIGNALED(st) ? "died of signal" : "exited with",
-                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), tail);
+  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tesserad %s %d after SIGTERM; log tail:\n%s",
+                WIFSIGNALED(st) ? "died of signal" : "exited with", WIFSIGNALED(st) ? WTERMSIG(st)
+                : WEXITSTATUS(st), strlen(log) > 2000 ? log + strlen(log) - 2000 : log);
   TT_ASSERT_MSG(!strstr(log, "AddressSanitizer") && !strstr(log, "runtime error"),
                 "the daemon's log reports a crash");
   TT_ASSERT_MSG(strstr(log, "\"msg\":\"stopped\""), "no 'stopped' line in the log");
@@ -869,47 +746,15 @@ static void sigterm_with_unread_pairs_exits_cleanly(void) {
 /* ---- the door --------------------------------------------------------------------------- */
 
 static void admin_methods_need_an_admin_uid(void) {
-  struct passwd *nobody = getpwnam("nobody");
-  TT_ASSERT(nobody != NULL && geteuid() == 0); /* the suite runs as root (CI does) */
-  char allow[64];
-  snprintf(allow, sizeof(allow), "0,%u", (unsigned)nobody->pw_uid);
-  const char *args[] = {"--allow-uid", allow, NULL};
   td_daemon d;
-  td_start(&d, args);
-  char dir[256];
-  snprintf(dir, sizeof(dir), "%s/run", d.dir);
-  TT_ASSERT(chmod(d.dir, 0755) == 0 && chmod(dir, 0755) == 0 && chmod(d.socket, 0666) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  TT_ASSERT(pid >= 0);
-  if (pid == 0) {
-    if (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0) _exit(3);
-    tessera_client *nc = NULL;
-    if (tessera_connect(d.socket, &nc) != 0) _exit(4);
-    json_t *res = NULL;
-    tessera_error err;
-    if (tessera_call(nc, "sys.ping", NULL, 10000, &res, &err) != 0) _exit(5);
-    json_decref(res);
-    int rc = tessera_call(nc, "keys.rotate", NULL, 10000, &res, &err);
-    if (rc == 0) _exit(6);
-    if (rc != TESSERA_EREMOTE || strcmp(err.code, "forbidden") != 0) _exit(7);
-    /* The connection stays usable after the refusal. */
-    if (tessera_call(nc, "sys.ping", NULL, 10000, &res, &err) != 0) _exit(8);
-    json_decref(res);
-    tessera_close(nc);
-    _exit(0);
-  }
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-                "nobody: child status %d (5: ping refused, 6: it rotated, 7: another error)", st);
-  tessera_client *c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "error.forbidden"), 1);
-  TT_EQ_INT(stat_of(c, "method.keys.rotate"), 1);
-  json_decref(call_ok(c, "keys.rotate", NULL)); /* root is the default admin */
+  const struct passwd *nobody = tc_start_for_nobody(&d);
+  TT_EQ_STR(tc_call_as_nobody(&d, "sys.ping", "keys.rotate"), "forbidden");
+  tessera_client *c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "error.forbidden"), 1);
+  TT_EQ_INT(tc_stat(c, "method.keys.rotate"), 1);
+  json_decref(tc_call_ok(c, "keys.rotate", NULL)); /* root is the default admin */
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   char *log = td_read_log(&d);
   char want[96];
   snprintf(want, sizeof(want), "\"msg\":\"admin method refused\",\"method\":\"keys.rotate\",\"uid\":%u",
@@ -947,10 +792,10 @@ static int private_keys(const char *dir, char ds[][128], int max, char names[][1
 static void open_private_key_refuses_start(void) {
   td_daemon d;
   td_start(&d, NULL); /* makes its own managed keys */
-  tessera_client *c = client_of(&d);
-  json_decref(call_ok(c, "keys.rotate", NULL)); /* a retired key too */
+  tessera_client *c = tc_client(&d);
+  json_decref(tc_call_ok(c, "keys.rotate", NULL)); /* a retired key too */
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
   char ds[8][128], names[8][128];
   int n = private_keys(d.keys, ds, 8, names);
   TT_ASSERT_MSG(n >= 2, "%d private keys in the managed dir", n);
@@ -960,7 +805,7 @@ static void open_private_key_refuses_start(void) {
     snprintf(path, sizeof(path), "%s/%.127s", d.keys, names[m % n]);
     TT_ASSERT(chmod(path, modes[m]) == 0);
     TT_ASSERT(truncate(d.log, 0) == 0);
-    int st = run_expect_refusal(&d);
+    int st = td_launch_refused(&d);
     TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) != 0, "mode %04o: exit status %d",
                   (unsigned)modes[m], st);
     char *log = td_read_log(&d);
@@ -972,8 +817,8 @@ static void open_private_key_refuses_start(void) {
     TT_ASSERT(chmod(path, 0600) == 0);
   }
   td_launch(&d, NULL); /* 0600 again: it starts */
-  ping(&d);
-  stop_ok(&d);
+  tc_ping(&d);
+  tc_stop_ok(&d);
   td_cleanup(&d);
 }
 
@@ -998,7 +843,7 @@ static void keep_token(secrets *k, const char *t) {
 }
 
 static const char *kept_str(secrets *k, const json_t *o, const char *key) {
-  keep(k, str_of(o, key));
+  keep(k, tc_str(o, key));
   return k->s[k->n - 1];
 }
 
@@ -1014,126 +859,127 @@ static void no_secret_in_any_log_line(void) {
   static const char *const args[] = {"--log-level", "debug", "--bind-policy", "enforce", NULL};
   td_daemon d;
   td_start(&d, args);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   secrets k = {{0}, 0};
   json_t *r;
 
   /* sessions */
-  r = call_ok(c, "session.create", json_pack("{s:s, s:{s:s, s:s}}", "sub", "sam", "client", "ip",
-                                             "10.0.0.1", "ua", "A"));
+  r = tc_call_ok(c, "session.create", json_pack("{s:s, s:{s:s, s:s}}", "sub", "sam", "client", "ip",
+                                                "10.0.0.1", "ua", "A"));
   const char *sid1 = kept_str(&k, r, "sid");
-  keep(&k, str_of(r, "cookie"));
+  keep(&k, tc_str(r, "cookie"));
   json_decref(r);
-  json_decref(call_ok(c, "session.validate",
-                      json_pack("{s:s, s:{s:s}}", "sid", sid1, "client", "ua", "A")));
-  r = call_ok(c, "session.rotate", json_pack("{s:s}", "sid", sid1));
+  /* The same user agent: under --bind-policy enforce a missing one revokes the session. */
+  json_decref(tc_call_ok(c, "session.validate",
+                         json_pack("{s:s, s:{s:s}}", "sid", sid1, "client", "ua", "A")));
+  r = tc_call_ok(c, "session.rotate", json_pack("{s:s}", "sid", sid1));
   const char *sid2 = kept_str(&k, r, "sid");
   json_decref(r);
-  expect_code(c, "session.validate", json_pack("{s:s}", "sid", sid1), "unauthenticated");
-  expect_code(c, "session.rotate", json_pack("{s:s}", "sid", sid1), "unauthenticated");
-  json_decref(call_ok(c, "session.list", json_pack("{s:s}", "sub", "sam")));
-  json_decref(call_ok(c, "session.revoke", json_pack("{s:s}", "sid", sid2)));
-  r = call_ok(c, "session.create", json_pack("{s:s, s:{s:s}}", "sub", "sam", "client", "ua", "A"));
+  tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", sid1), "unauthenticated", NULL);
+  tc_expect_error(c, "session.rotate", json_pack("{s:s}", "sid", sid1), "unauthenticated", NULL);
+  json_decref(tc_call_ok(c, "session.list", json_pack("{s:s}", "sub", "sam")));
+  json_decref(tc_call_ok(c, "session.revoke", json_pack("{s:s}", "sid", sid2)));
+  r = tc_call_ok(c, "session.create", json_pack("{s:s, s:{s:s}}", "sub", "sam", "client", "ua", "A"));
   const char *sid3 = kept_str(&k, r, "sid");
   json_decref(r);
   /* bind-policy enforce: a changed user agent revokes it (a log line at info) */
-  expect_code(c, "session.validate", json_pack("{s:s, s:{s:s}}", "sid", sid3, "client", "ua", "B"),
-              "unauthenticated");
-  r = call_ok(c, "session.create", json_pack("{s:s}", "sub", "sam"));
+  tc_expect_error(c, "session.validate", json_pack("{s:s, s:{s:s}}", "sid", sid3, "client", "ua", "B"),
+                  "unauthenticated", NULL);
+  r = tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "sam"));
   kept_str(&k, r, "sid");
   json_decref(r);
-  json_decref(call_ok(c, "session.revoke_all", json_pack("{s:s}", "sub", "sam")));
+  json_decref(tc_call_ok(c, "session.revoke_all", json_pack("{s:s}", "sub", "sam")));
   /* bad sids: well-formed unknown, malformed, empty */
   unsigned char raw[32];
   char bad_sid[64];
   for (int i = 0; i < 32; i++) raw[i] = (unsigned char)(i * 37 + 11);
   sodium_bin2base64(bad_sid, sizeof(bad_sid), raw, 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   keep(&k, bad_sid);
-  expect_code(c, "session.validate", json_pack("{s:s}", "sid", bad_sid), "unauthenticated");
-  expect_code(c, "session.revoke", json_pack("{s:s}", "sid", bad_sid), "");
+  tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", bad_sid), "unauthenticated", NULL);
+  tc_expect_error(c, "session.revoke", json_pack("{s:s}", "sid", bad_sid), "", NULL);
   const char *malformed = "NotASidButSecretLooking_0123456789abcdefXYZ!!";
   keep(&k, malformed);
-  expect_code(c, "session.validate", json_pack("{s:s}", "sid", malformed), "unauthenticated");
-  expect_code(c, "session.rotate", json_pack("{s:s}", "sid", malformed), "unauthenticated");
+  tc_expect_error(c, "session.validate", json_pack("{s:s}", "sid", malformed), "unauthenticated", NULL);
+  tc_expect_error(c, "session.rotate", json_pack("{s:s}", "sid", malformed), "unauthenticated", NULL);
 
   /* tokens */
-  r = call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "scope", "read"));
+  r = tc_call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "scope", "read"));
   const char *at = kept_str(&k, r, "token");
   keep_token(&k, at);
   json_decref(r);
-  json_decref(call_ok(c, "token.verify", json_pack("{s:s, s:b}", "token", at, "check_revoked", 1)));
+  json_decref(tc_call_ok(c, "token.verify", json_pack("{s:s, s:b}", "token", at, "check_revoked", 1)));
   char *f = forged(at);
   keep(&k, f);
-  expect_code(c, "token.verify", json_pack("{s:s}", "token", f), "unauthenticated");
+  tc_expect_error(c, "token.verify", json_pack("{s:s}", "token", f), "unauthenticated", NULL);
   free(f);
   const char *junk = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ0aWEifQ.c2VjcmV0LWxvb2tpbmctZ2FyYmFnZQ";
   keep(&k, junk);
-  expect_code(c, "token.verify", json_pack("{s:s}", "token", junk), "unauthenticated");
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token", junk))); /* {revoked: 0} */
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token", at)));
-  expect_code(c, "token.verify", json_pack("{s:s, s:b}", "token", at, "check_revoked", 1),
-              "revoked");
+  tc_expect_error(c, "token.verify", json_pack("{s:s}", "token", junk), "unauthenticated", NULL);
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", junk))); /* {revoked: 0} */
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", at)));
+  tc_expect_error(c, "token.verify", json_pack("{s:s, s:b}", "token", at, "check_revoked", 1),
+                  "revoked", NULL);
   /* purpose tokens: consume, exchange, and each a second time */
-  r = call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "purpose", "verify-email"));
+  r = tc_call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "purpose", "verify-email"));
   const char *pt = kept_str(&k, r, "token");
   keep_token(&k, pt);
   json_decref(r);
-  json_decref(call_ok(c, "token.consume", json_pack("{s:s, s:s}", "token", pt, "purpose",
-                                                    "verify-email")));
-  expect_code(c, "token.consume", json_pack("{s:s, s:s}", "token", pt, "purpose", "verify-email"),
-              "revoked");
-  r = call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "purpose", "login-link"));
+  json_decref(tc_call_ok(c, "token.consume", json_pack("{s:s, s:s}", "token", pt, "purpose",
+                                                       "verify-email")));
+  tc_expect_error(c, "token.consume", json_pack("{s:s, s:s}", "token", pt, "purpose", "verify-email"),
+                  "revoked", NULL);
+  r = tc_call_ok(c, "token.issue", json_pack("{s:s, s:s}", "sub", "tia", "purpose", "login-link"));
   const char *pt2 = kept_str(&k, r, "token");
   keep_token(&k, pt2);
   json_decref(r);
-  r = call_ok(c, "session.exchange", json_pack("{s:s, s:s}", "token", pt2, "purpose",
-                                               "login-link"));
+  r = tc_call_ok(c, "session.exchange", json_pack("{s:s, s:s}", "token", pt2, "purpose",
+                                                  "login-link"));
   kept_str(&k, r, "sid");
   json_decref(r);
-  expect_code(c, "session.exchange", json_pack("{s:s, s:s}", "token", pt2, "purpose", "login-link"),
-              "revoked");
+  tc_expect_error(c, "session.exchange", json_pack("{s:s, s:s}", "token", pt2, "purpose", "login-link"),
+                  "revoked", NULL);
   /* refresh: pair, two rotations, a replay two generations old (reused: a warn log line) */
-  r = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "tia"));
-  keep_token(&k, str_of(r, "access_token"));
+  r = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "tia"));
+  keep_token(&k, tc_str(r, "access_token"));
   const char *rt0 = kept_str(&k, r, "refresh_token");
   keep_token(&k, rt0);
   json_decref(r);
-  r = call_ok(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt0));
-  keep_token(&k, str_of(r, "access_token"));
+  r = tc_call_ok(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt0));
+  keep_token(&k, tc_str(r, "access_token"));
   const char *rt1 = kept_str(&k, r, "refresh_token");
   keep_token(&k, rt1);
   json_decref(r);
-  r = call_ok(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt1));
-  keep_token(&k, str_of(r, "access_token"));
-  keep_token(&k, str_of(r, "refresh_token"));
+  r = tc_call_ok(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt1));
+  keep_token(&k, tc_str(r, "access_token"));
+  keep_token(&k, tc_str(r, "refresh_token"));
   json_decref(r);
-  expect_code(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt0), "reused");
+  tc_expect_error(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt0), "reused", NULL);
   f = forged(rt1);
   keep(&k, f);
-  expect_code(c, "token.refresh", json_pack("{s:s}", "refresh_token", f), "unauthenticated");
+  tc_expect_error(c, "token.refresh", json_pack("{s:s}", "refresh_token", f), "unauthenticated", NULL);
   free(f);
-  r = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "tia"));
-  keep_token(&k, str_of(r, "access_token"));
+  r = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "tia"));
+  keep_token(&k, tc_str(r, "access_token"));
   const char *rt2 = kept_str(&k, r, "refresh_token");
   keep_token(&k, rt2);
   json_decref(r);
-  json_decref(call_ok(c, "token.revoke", json_pack("{s:s}", "token", rt2)));
-  expect_code(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt2), "revoked");
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", rt2)));
+  tc_expect_error(c, "token.refresh", json_pack("{s:s}", "refresh_token", rt2), "revoked", NULL);
   /* users and keys */
-  r = call_ok(c, "token.pair", json_pack("{s:s}", "sub", "uma"));
-  keep_token(&k, str_of(r, "refresh_token"));
+  r = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "uma"));
+  keep_token(&k, tc_str(r, "refresh_token"));
   json_decref(r);
-  r = call_ok(c, "session.create", json_pack("{s:s}", "sub", "uma"));
+  r = tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "uma"));
   kept_str(&k, r, "sid");
   json_decref(r);
-  json_decref(call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "uma")));
-  json_decref(call_ok(c, "keys.rotate", NULL));
-  json_decref(call_ok(c, "keys.jwks", NULL));
-  r = call_ok(c, "token.issue", json_pack("{s:s}", "sub", "tia"));
-  keep_token(&k, str_of(r, "token"));
+  json_decref(tc_call_ok(c, "user.revoke", json_pack("{s:s}", "sub", "uma")));
+  json_decref(tc_call_ok(c, "keys.rotate", NULL));
+  json_decref(tc_call_ok(c, "keys.jwks", NULL));
+  r = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "tia"));
+  keep_token(&k, tc_str(r, "token"));
   json_decref(r);
   tessera_close(c);
-  stop_ok(&d);
+  tc_stop_ok(&d);
 
   char ds[16][128];
   int nk = private_keys(d.keys, ds, 16, NULL);

@@ -1,5 +1,6 @@
 /* tests/integration/test_server.c: the foundation, against the real daemon: the wire limits,
  * the door, backpressure, the connection cap, graceful stop, the client library and the CLI. */
+#include "calls.h"
 #include "daemon.h"
 #include "tt.h"
 #include "wire.h"
@@ -17,52 +18,19 @@
 #include <time.h>
 #include <unistd.h>
 
-static json_t *call_ok(tessera_client *c, const char *method, const char *params_json) {
-  json_t *params = params_json ? json_loads(params_json, 0, NULL) : NULL;
-  json_t *result = NULL;
-  tessera_error err;
-  int rc = tessera_call(c, method, params, 10000, &result, &err);
-  json_decref(params);
-  TT_ASSERT_MSG(rc == 0, "%s: %s (%s: %s)", method, tessera_strerror(rc), err.code, err.message);
-  return result;
-}
-
-static long long stat_of(tessera_client *c, const char *name) {
-  json_t *s = call_ok(c, "sys.stats", NULL);
-  json_t *v = json_object_get(s, name);
-  TT_ASSERT_MSG(json_is_integer(v), "sys.stats has no %s", name);
-  long long n = json_integer_value(v);
-  json_decref(s);
-  return n;
-}
-
-static tessera_client *client_of(const td_daemon *d) {
-  tessera_client *c = NULL;
-  int rc = tessera_connect(d->socket, &c);
-  TT_ASSERT_MSG(rc == 0, "connect: %s", tessera_strerror(rc));
-  return c;
-}
-
-/* A connection that still answers proves the daemon kept serving. */
-static void assert_serving(const td_daemon *d) {
-  tessera_client *c = client_of(d);
-  json_decref(call_ok(c, "sys.ping", NULL));
-  tessera_close(c);
-}
-
 static void ping_answers(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
-  json_t *r = call_ok(c, "sys.ping", NULL);
+  tessera_client *c = tc_client(&d);
+  json_t *r = tc_call_ok(c, "sys.ping", NULL);
   TT_ASSERT(json_is_string(json_object_get(r, "version")));
   long long now = json_integer_value(json_object_get(r, "now"));
   TT_ASSERT(now > 1700000000 && llabs(now - (long long)time(NULL)) < 5);
   json_decref(r);
-  r = call_ok(c, "sys.ping", "{}");
+  r = tc_call_ok(c, "sys.ping", json_object());
   json_decref(r);
-  TT_EQ_INT(stat_of(c, "method.sys.ping"), 2);
-  TT_EQ_INT(stat_of(c, "connections"), 1);
+  TT_EQ_INT(tc_stat(c, "method.sys.ping"), 2);
+  TT_EQ_INT(tc_stat(c, "connections"), 1);
   tessera_close(c);
   TT_ASSERT(WIFEXITED(td_stop(&d)));
   td_cleanup(&d);
@@ -71,7 +39,7 @@ static void ping_answers(void) {
 static void errors_are_named(void) {
   td_daemon d;
   td_start(&d, NULL);
-  tessera_client *c = client_of(&d);
+  tessera_client *c = tc_client(&d);
   json_t *r = NULL;
   tessera_error err;
   TT_EQ_INT(tessera_call(c, "no.such", NULL, 5000, &r, &err), TESSERA_EREMOTE);
@@ -82,8 +50,8 @@ static void errors_are_named(void) {
   TT_ASSERT(strstr(err.message, "bogus") != NULL);
   TT_ASSERT(r == NULL);
   json_decref(p);
-  TT_EQ_INT(stat_of(c, "error.bad_request"), 1);
-  TT_EQ_INT(stat_of(c, "error.unknown_method"), 1);
+  TT_EQ_INT(tc_stat(c, "error.bad_request"), 1);
+  TT_EQ_INT(tc_stat(c, "error.unknown_method"), 1);
   tessera_close(c);
   td_stop(&d);
   td_cleanup(&d);
@@ -144,11 +112,11 @@ static void bad_credentials_are_unauthenticated(void) {
     }
   }
   /* The revoke methods answer {revoked: 0}, and a wrong type is still bad_request. */
-  tessera_client *c = client_of(&d);
-  json_t *r = call_ok(c, "token.revoke", "{\"token\": \"\"}");
+  tessera_client *c = tc_client(&d);
+  json_t *r = tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", ""));
   TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 0);
   json_decref(r);
-  r = call_ok(c, "session.revoke", "{\"sid\": \"\"}");
+  r = tc_call_ok(c, "session.revoke", json_pack("{s:s}", "sid", ""));
   TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 0);
   json_decref(r);
   json_t *p = json_pack("{s:i}", "sid", 42);
@@ -250,15 +218,15 @@ static void hostile_input_closes_only_that_connection(void) {
   hostile h[16];
   size_t n;
   hostile_inputs(h, &n);
-  tessera_client *bystander = client_of(&d);
+  tessera_client *bystander = tc_client(&d);
   for (size_t i = 0; i < n; i++) {
     int fd = tw_connect(d.socket);
     TT_ASSERT(tw_send(fd, h[i].bytes, h[i].len));
     TT_ASSERT_MSG(tw_closed_within(fd, 5000), "%s: connection not closed", h[i].name);
     close(fd);
-    json_decref(call_ok(bystander, "sys.ping", NULL)); /* the open connection keeps working */
+    json_decref(tc_call_ok(bystander, "sys.ping", NULL)); /* the open connection keeps working */
   }
-  TT_EQ_INT(stat_of(bystander, "connections_closed_protocol"), (long long)n);
+  TT_EQ_INT(tc_stat(bystander, "connections_closed_protocol"), (long long)n);
   tessera_close(bystander);
   td_stop(&d);
   td_cleanup(&d);
@@ -276,7 +244,7 @@ static void message_over_limit_closes(void) {
     if (!tw_send(fd, zeros, sizeof(zeros))) break; /* the daemon may close while we write */
   TT_ASSERT(tw_closed_within(fd, 5000));
   close(fd);
-  assert_serving(&d);
+  tc_ping(&d);
   td_stop(&d);
   td_cleanup(&d);
 }
@@ -305,7 +273,7 @@ static void hostile_connections_keep_memory_flat(void) {
   /* ASan keeps freed memory in quarantine: RSS says nothing there (tests/run sets this). */
   if (!getenv("TT_SANITIZED"))
     TT_ASSERT_MSG(after - before < 10 * 1024, "RSS grew by %ld KiB", after - before);
-  assert_serving(&d);
+  tc_ping(&d);
   td_stop(&d);
   td_cleanup(&d);
 }
@@ -327,8 +295,8 @@ static void dripping_client_is_cut_off(void) {
   }
   TT_ASSERT_MSG(closed || tw_closed_within(fd, 2000), "dripping connection was not closed");
   close(fd);
-  tessera_client *c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "connections_closed_timeout"), 1);
+  tessera_client *c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "connections_closed_timeout"), 1);
   tessera_close(c);
   td_stop(&d);
   td_cleanup(&d);
@@ -352,12 +320,8 @@ static void socket_is_not_world_accessible(void) {
 static void disallowed_peer_is_cut_off_before_parsing(void) {
   td_daemon d;
   td_start(&d, NULL);
-  struct passwd *nobody = getpwnam("nobody");
-  TT_ASSERT(nobody != NULL && geteuid() == 0); /* the suite runs as root (CI does) */
   /* Let nobody reach the socket file; the daemon's own check must still refuse it. */
-  char dir[256];
-  snprintf(dir, sizeof(dir), "%s/run", d.dir);
-  TT_ASSERT(chmod(d.dir, 0755) == 0 && chmod(dir, 0755) == 0 && chmod(d.socket, 0666) == 0);
+  const struct passwd *nobody = tc_open_to_nobody(&d);
   pid_t pid = fork();
   TT_ASSERT(pid >= 0);
   if (pid == 0) {
@@ -372,10 +336,10 @@ static void disallowed_peer_is_cut_off_before_parsing(void) {
   int st;
   waitpid(pid, &st, 0);
   TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "nobody got a reply (status %d)", st);
-  tessera_client *c = client_of(&d);
-  TT_EQ_INT(stat_of(c, "connections_rejected_peer"), 1);
+  tessera_client *c = tc_client(&d);
+  TT_EQ_INT(tc_stat(c, "connections_rejected_peer"), 1);
   /* nobody's ping was never parsed: the only requests are these two sys.stats calls. */
-  TT_EQ_INT(stat_of(c, "requests"), 2);
+  TT_EQ_INT(tc_stat(c, "requests"), 2);
   tessera_close(c);
   td_stop(&d);
   td_cleanup(&d);
@@ -418,7 +382,7 @@ static void many_connections_pipelining(void) {
   enum { CONNS = 500, PER = 100 };
   static tessera_client *cs[CONNS];
   static uint32_t ids[CONNS][PER];
-  for (int i = 0; i < CONNS; i++) cs[i] = client_of(&d);
+  for (int i = 0; i < CONNS; i++) cs[i] = tc_client(&d);
   for (int i = 0; i < CONNS; i++)
     for (int k = 0; k < PER; k++) TT_EQ_INT(tessera_send(cs[i], "sys.ping", NULL, &ids[i][k]), 0);
   long good = 0;
@@ -453,8 +417,8 @@ static void non_reading_client_is_paused(void) {
   while (sent < N && tw_send_request(fd, sent + 1, "sys.ping")) sent++;
   /* The writes stopped (SO_SNDTIMEO) because the daemon stopped reading. */
   TT_ASSERT_MSG(sent < N, "daemon kept reading %u requests nobody read replies to", sent);
-  tessera_client *c = client_of(&d);
-  TT_ASSERT(stat_of(c, "read_pauses") >= 1);
+  tessera_client *c = tc_client(&d);
+  TT_ASSERT(tc_stat(c, "read_pauses") >= 1);
   long rss = td_rss_kib(&d);
   if (!getenv("TT_SANITIZED")) TT_ASSERT_MSG(rss < 64 * 1024, "daemon RSS %ld KiB", rss);
   tessera_close(c);
@@ -485,14 +449,14 @@ static void connection_cap_sheds_new_connections(void) {
   td_start(&d, args);
   tessera_client *cs[4];
   for (int i = 0; i < 4; i++) {
-    cs[i] = client_of(&d);
-    json_decref(call_ok(cs[i], "sys.ping", NULL));
+    cs[i] = tc_client(&d);
+    json_decref(tc_call_ok(cs[i], "sys.ping", NULL));
   }
-  tessera_client *waiting = client_of(&d); /* connects: the kernel's backlog holds it */
+  tessera_client *waiting = tc_client(&d); /* connects: the kernel's backlog holds it */
   uint32_t id;
   TT_EQ_INT(tessera_send(waiting, "sys.ping", NULL, &id), 0);
-  for (int i = 0; i < 4; i++) json_decref(call_ok(cs[i], "sys.ping", NULL)); /* still served */
-  TT_EQ_INT(stat_of(cs[0], "connections"), 4);
+  for (int i = 0; i < 4; i++) json_decref(tc_call_ok(cs[i], "sys.ping", NULL)); /* still served */
+  TT_EQ_INT(tc_stat(cs[0], "connections"), 4);
   tessera_close(cs[3]);
   json_t *r = NULL;
   TT_EQ_INT(tessera_wait(waiting, id, 10000, &r, NULL), 0); /* admitted once a slot freed */
@@ -560,7 +524,7 @@ static void stale_socket_is_replaced_but_not_a_file(void) {
   td_start(&d, NULL);
   td_kill9(&d); /* leaves the socket file behind */
   td_launch(&d, NULL);
-  assert_serving(&d);
+  tc_ping(&d);
   td_stop(&d);
   /* A regular file where the socket should be: refused, and left alone. */
   FILE *f = fopen(d.socket, "w");
@@ -581,33 +545,27 @@ static void cli_ping_stats_and_call(void) {
   td_start(&d, NULL);
   char out[8192];
   static const char *const ping[] = {"ping", NULL};
-  TT_EQ_INT(td_cli(&d, out, sizeof(out), ping), 0);
+  TT_EQ_INT(td_cli(&d, NULL, out, sizeof(out), NULL, 0, ping), 0);
   json_t *j = json_loads(out, 0, NULL);
   TT_ASSERT_MSG(j && json_is_string(json_object_get(j, "version")), "ping printed: %s", out);
   json_decref(j);
   static const char *const stats[] = {"stats", NULL};
-  TT_EQ_INT(td_cli(&d, out, sizeof(out), stats), 0);
+  TT_EQ_INT(td_cli(&d, NULL, out, sizeof(out), NULL, 0, stats), 0);
   j = json_loads(out, 0, NULL);
   TT_ASSERT_MSG(j && json_integer_value(json_object_get(j, "method.sys.ping")) == 1, "%s", out);
   json_decref(j);
   static const char *const call[] = {"call", "sys.ping", "{}", NULL};
-  TT_EQ_INT(td_cli(&d, out, sizeof(out), call), 0);
+  TT_EQ_INT(td_cli(&d, NULL, out, sizeof(out), NULL, 0, call), 0);
   TT_ASSERT(strstr(out, "\"version\"") != NULL);
   static const char *const bad[] = {"call", "sys.ping", "{\"bogus\": true}", NULL};
-  TT_EQ_INT(td_cli(&d, out, sizeof(out), bad), 1);
+  TT_EQ_INT(td_cli(&d, NULL, out, sizeof(out), NULL, 0, bad), 1);
   static const char *const unknown[] = {"call", "nope", NULL};
-  TT_EQ_INT(td_cli(&d, out, sizeof(out), unknown), 1);
+  TT_EQ_INT(td_cli(&d, NULL, out, sizeof(out), NULL, 0, unknown), 1);
   td_stop(&d);
   td_cleanup(&d);
 }
 
 /* ---- the client library: bounded waits ---------------------------------------------- */
-
-static long long mono_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* A Unix socket that listens and never accepts, its backlog filled (listen(0) queues one). */
 static int stuck_listener(const char *path, int *filler) {
@@ -645,18 +603,18 @@ static void client_waits_are_bounded(void) {
   int filler[17];
   int lfd = stuck_listener(path, filler);
   tessera_client *c = (tessera_client *)1;
-  long long t0 = mono_ms();
+  long long t0 = tc_mono_ms();
   int rc = tessera_connect_timeout(path, 200, &c);
   int saved = errno;
-  long long took = mono_ms() - t0;
+  long long took = tc_mono_ms() - t0;
   TT_EQ_INT(rc, TESSERA_ECONNECT);
   TT_ASSERT(c == NULL);
   TT_ASSERT_MSG(saved == ETIMEDOUT, "errno %s, expected ETIMEDOUT", strerror(saved));
   TT_ASSERT_MSG(took >= 150 && took < 2000, "connect with a 200 ms limit took %lld ms", took);
-  t0 = mono_ms(); /* the default limit, as the local verifier uses */
+  t0 = tc_mono_ms(); /* the default limit, as the local verifier uses */
   rc = tessera_connect(path, &c);
   saved = errno;
-  took = mono_ms() - t0;
+  took = tc_mono_ms() - t0;
   TT_EQ_INT(rc, TESSERA_ECONNECT);
   TT_ASSERT_MSG(saved == ETIMEDOUT, "errno %s, expected ETIMEDOUT", strerror(saved));
   TT_ASSERT_MSG(took < 10LL * TESSERA_CONNECT_TIMEOUT_MS, "tessera_connect took %lld ms", took);
@@ -671,9 +629,9 @@ static void client_waits_are_bounded(void) {
   TT_EQ_INT(tessera_connect_timeout(path, 200, &c), 0);
   tessera_error err;
   json_t *res = NULL;
-  t0 = mono_ms();
+  t0 = tc_mono_ms();
   rc = tessera_call(c, "sys.ping", NULL, 200, &res, &err);
-  took = mono_ms() - t0;
+  took = tc_mono_ms() - t0;
   TT_EQ_INT(rc, TESSERA_ETIMEDOUT);
   TT_ASSERT(res == NULL);
   TT_ASSERT_MSG(took < 2000, "a call with a 200 ms timeout took %lld ms", took);

@@ -16,7 +16,7 @@ rpc_interop.py, beside this file).
     on a directory holding only that key (unmanaged: it signs with it, and cannot rotate).
 
 Usage: /usr/bin/python3 tests/interop/jwt_interop.py path/to/tesserad [path/to/tessera]
-Output: `ok - name` / `not ok - name: why` per check, then `# N passed, M failed`; exit status
+Output: `ok - name` / `not ok - name: why` per check, then `# N passed, M failed` and the TAP plan `1..N`; exit status
 1 when any check failed. Temporary directories are removed when every check passed and kept
 (paths printed) otherwise, or always with TT_KEEP=1.
 """
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from jwt.algorithms import OKPAlgorithm  # noqa: E402
 
-from rpc_interop import STOP_TIMEOUT, CheckFailed, Closed, Conn, Daemon, expect  # noqa: E402
+from rpc_interop import CheckFailed, Conn, Daemon, Report, expect, usage_error  # noqa: E402
 
 ISSUER = "tessera"
 RELOAD_TIMEOUT = 10.0  # seconds for a SIGHUP reload to show in keys.jwks
@@ -428,25 +428,11 @@ CHECKS = [
 
 
 def main(argv):
-    if len(argv) < 2:
-        print("usage: %s path/to/tesserad [path/to/tessera]" % argv[0], file=sys.stderr)
-        return 2
-    if not os.access(argv[1], os.X_OK):
-        print("not ok - tesserad starts: %s is not an executable" % argv[1])
-        print("# 0 passed, 1 failed")
-        return 1
+    bad = usage_error(argv)
+    if bad is not None:
+        return bad
     cli = os.path.abspath(argv[2]) if len(argv) > 2 and os.access(argv[2], os.X_OK) else None
-    passed = failed = 0
-
-    def report(name, why):
-        nonlocal passed, failed
-        if why is None:
-            passed += 1
-            print("ok - %s" % name, flush=True)
-        else:
-            failed += 1
-            print("not ok - %s: %s" % (name, why), flush=True)
-
+    report = Report()
     a = Daemon(argv[1])
     st = {"a": a, "tesserad": argv[1], "cli": cli, "pykey": PyKey(), "daemons": [a], "rpc": None}
     try:
@@ -454,37 +440,12 @@ def main(argv):
         report("tesserad starts (managed key dir) and sends READY=1", why)
         if why is None:
             st["rpc"] = Rpc(a)
-            for name, fn in CHECKS:
-                try:
-                    fn(st)
-                    report(name, None)
-                except CheckFailed as e:
-                    report(name, str(e))
-                except Closed:
-                    report(name, "connection closed unexpectedly")
-                except Exception as e:  # a PyJWT error, a socket error: a failure, not a crash
-                    report(name, "%s: %s" % (type(e).__name__, e))
+            report.run(CHECKS, st)
             st["rpc"].close()
-            try:
-                status = a.stop()
-                report("SIGTERM exits with status 0",
-                       None if status == 0 else "exit status %r" % (status,))
-            except subprocess.TimeoutExpired:
-                report("SIGTERM exits with status 0", "still running %d s after SIGTERM; killed"
-                       % STOP_TIMEOUT)
+            report.stop(a)
     finally:
-        for d in st["daemons"]:
-            d.kill()
-            if failed:
-                print("# tesserad log: %s" % d.log)
-                for line in d.log_tail():
-                    print("#   %s" % line)
-            if failed or os.environ.get("TT_KEEP"):
-                print("# kept %s" % d.dir)
-            else:
-                d.cleanup()
-    print("# %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        status = report.finish(st["daemons"])
+    return status
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ PROTOCOL.md ("Transport and framing", "Limits") and SECURITY.md ("Wire and trans
 
 Usage: /usr/bin/python3 tests/interop/rpc_interop.py path/to/tesserad
 Needs Debian's python3-msgpack (no pip). Output: one line per check, `ok - name` or
-`not ok - name: why`, then `# N passed, M failed`; exit status 1 when any check failed.
+`not ok - name: why`, then `# N passed, M failed` and the TAP plan `1..N`; exit status 1 when any check failed.
 The temporary directory (socket, data, keys, tesserad.log) is removed when every check
 passed and kept (its path printed) otherwise, or always with TT_KEEP=1 in the environment.
 """
@@ -463,59 +463,89 @@ CHECKS = [
 ]
 
 
-def main(argv):
+class Report:
+    """TAP lines for the checks: `ok - name` / `not ok - name: why`, then `# N passed, M failed`
+    and the plan `1..N` (jwt_interop.py reports through this too)."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def __call__(self, name, why):
+        if why is None:
+            self.passed += 1
+            print("ok - %s" % name, flush=True)
+        else:
+            self.failed += 1
+            print("not ok - %s: %s" % (name, why), flush=True)
+
+    def run(self, checks, arg):
+        """Runs each (name, fn(arg)) check; an exception fails that check only."""
+        for name, fn in checks:
+            try:
+                fn(arg)
+                self(name, None)
+            except CheckFailed as e:
+                self(name, str(e))
+            except Closed:
+                self(name, "connection closed unexpectedly")
+            except Exception as e:  # a socket, unpack or PyJWT error: a failure, not a crash
+                self(name, "%s: %s" % (type(e).__name__, e))
+
+    def stop(self, d):
+        """SIGTERM must end d with status 0."""
+        try:
+            status = d.stop()
+            self("SIGTERM exits with status 0", None if status == 0 else "exit status %r" % (status,))
+        except subprocess.TimeoutExpired:
+            self("SIGTERM exits with status 0", "still running %d s after SIGTERM; killed"
+                 % STOP_TIMEOUT)
+
+    def finish(self, daemons):
+        """Kills what is left, shows the logs of a failed run (kept with TT_KEEP too), prints the
+        summary and the plan; returns the exit status."""
+        for d in daemons:
+            d.kill()
+            if self.failed:
+                print("# tesserad log: %s" % d.log)
+                for line in d.log_tail():
+                    print("#   %s" % line)
+            if self.failed or os.environ.get("TT_KEEP"):
+                print("# kept %s" % d.dir)
+            else:
+                d.cleanup()
+        print("# %d passed, %d failed" % (self.passed, self.failed))
+        print("1..%d" % (self.passed + self.failed))  # TAP's plan, last (meson test reads TAP)
+        return 1 if self.failed else 0
+
+
+def usage_error(argv):
+    """None when argv names an executable tesserad; else the exit status after saying why."""
     if len(argv) < 2:
         print("usage: %s path/to/tesserad [path/to/tessera]" % argv[0], file=sys.stderr)
         return 2
     if not os.access(argv[1], os.X_OK):
         print("not ok - tesserad starts: %s is not an executable" % argv[1])
         print("# 0 passed, 1 failed")
+        print("1..1")
         return 1
+    return None
+
+
+def main(argv):
+    bad = usage_error(argv)
+    if bad is not None:
+        return bad
     d = Daemon(argv[1])
-    passed = failed = 0
-
-    def report(name, why):
-        nonlocal passed, failed
-        if why is None:
-            passed += 1
-            print("ok - %s" % name, flush=True)
-        else:
-            failed += 1
-            print("not ok - %s: %s" % (name, why), flush=True)
-
+    report = Report()
     try:
         why = d.start()
         report("tesserad starts and sends READY=1", why)
         if why is None:
-            for name, fn in CHECKS:
-                try:
-                    fn(d)
-                    report(name, None)
-                except CheckFailed as e:
-                    report(name, str(e))
-                except Closed:
-                    report(name, "connection closed unexpectedly")
-                except Exception as e:  # a socket error, an unpack error: a failure, not a crash
-                    report(name, "%s: %s" % (type(e).__name__, e))
-            try:
-                status = d.stop()
-                report("SIGTERM exits with status 0",
-                       None if status == 0 else "exit status %r" % (status,))
-            except subprocess.TimeoutExpired:
-                report("SIGTERM exits with status 0", "still running %d s after SIGTERM; killed"
-                       % STOP_TIMEOUT)
+            report.run(CHECKS, d)
+            report.stop(d)
     finally:
-        d.kill()
-        if failed:
-            print("# tesserad log: %s" % d.log)
-            for line in d.log_tail():
-                print("#   %s" % line)
-        if failed or os.environ.get("TT_KEEP"):
-            print("# kept %s" % d.dir)
-        else:
-            d.cleanup()
-    print("# %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+        status = report.finish([d])
+    return status
 
 
 if __name__ == "__main__":

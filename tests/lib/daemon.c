@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef TESSERAD_PATH
@@ -158,9 +160,67 @@ long td_rss_kib(const td_daemon *d) {
   return kib;
 }
 
-int td_cli(const td_daemon *d, char *out, size_t cap, const char *const *args) {
-  int pfd[2];
-  TT_ASSERT(pipe(pfd) == 0);
+int td_launch_refused(td_daemon *d) {
+  char npath[256];
+  snprintf(npath, sizeof(npath), "%s/notify.refuse", d->dir);
+  int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  TT_ASSERT(nfd >= 0 && strlen(npath) < sizeof(sa.sun_path));
+  memcpy(sa.sun_path, npath, strlen(npath) + 1);
+  TT_ASSERT(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+  int ep[2];
+  TT_ASSERT(pipe2(ep, O_CLOEXEC) == 0);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  TT_ASSERT(pid >= 0);
+  if (pid == 0) {
+    dup2(ep[1], 2);
+    setenv("NOTIFY_SOCKET", npath, 1);
+    execl(TESSERAD_PATH, TESSERAD_PATH, "--socket", d->socket, "--data", d->data, "--keys",
+          d->keys, "--log-level", "debug", (char *)NULL);
+    _exit(127);
+  }
+  close(ep[1]);
+  FILE *log = fopen(d->log, "a");
+  TT_ASSERT(log != NULL);
+  bool ready = false, eof = false;
+  while (!ready && !eof) {
+    struct pollfd p[2] = {{.fd = ep[0], .events = POLLIN}, {.fd = nfd, .events = POLLIN}};
+    int r = poll(p, 2, 30000);
+    TT_ASSERT_MSG(r > 0, "tesserad neither exited nor became ready within 30 s");
+    if (p[1].revents & POLLIN) {
+      char buf[256];
+      ssize_t k = recv(nfd, buf, sizeof(buf) - 1, 0);
+      if (k > 0) buf[k] = 0, ready = strstr(buf, "READY=1") != NULL;
+    }
+    if (p[0].revents & (POLLIN | POLLHUP)) {
+      char buf[4096];
+      ssize_t k = read(ep[0], buf, sizeof(buf));
+      if (k > 0) fwrite(buf, 1, (size_t)k, log);
+      else if (k == 0 || errno != EINTR) eof = true;
+    }
+  }
+  fclose(log);
+  close(ep[0]);
+  close(nfd);
+  unlink(npath);
+  if (ready) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    tt_fail(__FILE__, __LINE__, "tesserad started although it should have refused");
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  return st;
+}
+
+int td_cli(const td_daemon *d, const char *input, char *out, size_t cap, char *err, size_t errcap,
+           const char *const *args) {
+  char errpath[256];
+  snprintf(errpath, sizeof(errpath), "%s/cli.stderr", d->dir);
+  int in[2], outp[2];
+  TT_ASSERT(pipe(in) == 0 && pipe(outp) == 0);
   fflush(stdout);
   fflush(stderr);
   pid_t pid = fork();
@@ -173,42 +233,82 @@ int td_cli(const td_daemon *d, char *out, size_t cap, const char *const *args) {
     argv[n++] = d->socket;
     for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    dup2(pfd[1], 1);
-    close(pfd[0]);
-    close(pfd[1]);
+    if (err) {
+      int efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (efd < 0) _exit(127);
+      dup2(efd, 2);
+      close(efd);
+    }
+    dup2(in[0], 0);
+    dup2(outp[1], 1);
+    close(in[0]), close(in[1]), close(outp[0]), close(outp[1]);
     execv(TESSERA_CLI_PATH, (char *const *)argv);
     _exit(127);
   }
-  close(pfd[1]);
+  close(in[0]);
+  close(outp[1]);
+  if (input) {
+    size_t len = strlen(input), done = 0;
+    while (done < len) {
+      ssize_t w = write(in[1], input + done, len - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break; /* the CLI did not read it: it will say so */
+      done += (size_t)w;
+    }
+  }
+  close(in[1]);
   size_t got = 0;
   for (;;) {
     char tmp[4096];
-    ssize_t k = read(pfd[0], tmp, sizeof(tmp));
+    ssize_t k = read(outp[0], tmp, sizeof(tmp));
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) break;
-    size_t room = cap > got + 1 ? cap - got - 1 : 0;
-    size_t take = (size_t)k < room ? (size_t)k : room;
+    size_t room = cap > got + 1 ? cap - got - 1 : 0, take = (size_t)k < room ? (size_t)k : room;
     memcpy(out + got, tmp, take);
     got += take;
   }
   if (cap) out[got] = 0;
-  close(pfd[0]);
+  close(outp[0]);
   int st;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  if (err && errcap) {
+    FILE *f = fopen(errpath, "r");
+    size_t n = f ? fread(err, 1, errcap - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+  }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-char *td_read_log(const td_daemon *d) {
-  FILE *f = fopen(d->log, "r");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  if (s) {
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
+char *td_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  TT_ASSERT_MSG(f != NULL, "open %s: %s", path, strerror(errno));
+  size_t cap = 4096, n = 0, k; /* read to EOF: /proc files have no size */
+  char *s = malloc(cap);
+  TT_ASSERT(s != NULL);
+  while ((k = fread(s + n, 1, cap - n - 1, f)) > 0) {
+    n += k;
+    if (n + 1 == cap) TT_ASSERT((s = realloc(s, cap *= 2)) != NULL);
   }
+  s[n] = 0;
+  if (len) *len = n;
   fclose(f);
   return s;
+}
+
+void td_await_log(const td_daemon *d, const char *text) {
+  for (int i = 0; i < 1000; i++) {
+    char *log = td_read_log(d);
+    bool found = log && strstr(log, text);
+    free(log);
+    if (found) return;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  tt_fail(__FILE__, __LINE__, "'%s' not in the log within 10 s", text);
+}
+
+char *td_read_log(const td_daemon *d) {
+  if (access(d->log, R_OK) != 0) return NULL;
+  return td_read_file(d->log, NULL);
 }

@@ -33,10 +33,22 @@ void td_kill9(td_daemon *d);
 void td_cleanup(td_daemon *d);
 /* Resident set size of the daemon, in KiB. */
 long td_rss_kib(const td_daemon *d);
-/* Runs the tessera CLI against d's socket with args (NULL-terminated); captures stdout into out
- * (NUL-terminated, truncated to cap) and returns the exit status. */
-int td_cli(const td_daemon *d, char *out, size_t cap, const char *const *args);
+/* Starts tesserad on d's paths (no extra flags) expecting it to refuse to start: waits for it
+ * to exit (its stderr, appended to d's log, closing is the signal) or to send READY=1 (then the
+ * test fails). Returns the wait status. */
+int td_launch_refused(td_daemon *d);
+/* Runs the tessera CLI against d's socket with args (NULL-terminated), input on its stdin (may
+ * be NULL: empty), stdout into out and stderr into err (each NUL-terminated, truncated to its
+ * cap; err may be NULL, the CLI's stderr then is ours). Returns the exit status. */
+int td_cli(const td_daemon *d, const char *input, char *out, size_t cap, char *err, size_t errcap,
+           const char *const *args);
 /* Whole log file as a malloc'd string (caller frees). */
 char *td_read_log(const td_daemon *d);
+/* Whole file (read to EOF, /proc files too) as a malloc'd NUL-terminated string, its length
+ * in *len when len is not NULL;
+ * fails the test when it cannot be read. */
+char *td_read_file(const char *path, size_t *len);
+/* Waits (bounded, 10 s) until the daemon's log holds text. */
+void td_await_log(const td_daemon *d, const char *text);
 
 #endif

@@ -5,6 +5,7 @@
  * (TT_TIMEOUT seconds, default 120), in its own process group, which is killed when the case
  * ends so that a failed case leaves no daemon running. Output, one line per case, read by tests/run:
  *   ok - name            not ok - name: file:line: what failed
+ * then the TAP plan line "1..N" (meson test reads the output as TAP).
  * Running a program with a case name as argument runs just that case. */
 #ifndef TT_H
 #define TT_H

@@ -31,16 +31,24 @@ bool tw_send(int fd, const void *buf, size_t len) {
   return true;
 }
 
-bool tw_send_request(int fd, uint32_t msgid, const char *method) {
-  msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
+/* [0, msgid, method, [params]] into sb (initialised here); params: one packed msgpack object or
+ * NULL for []. */
+static void pack_request(msgpack_sbuffer *sb, uint32_t msgid, const char *method,
+                         size_t method_len, const void *params, size_t params_len) {
+  msgpack_sbuffer_init(sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
   msgpack_pack_array(&pk, 4);
   msgpack_pack_uint8(&pk, 0);
   msgpack_pack_uint32(&pk, msgid);
-  msgpack_pack_str_with_body(&pk, method, strlen(method));
-  msgpack_pack_array(&pk, 0);
+  msgpack_pack_str_with_body(&pk, method, method_len);
+  msgpack_pack_array(&pk, params ? 1 : 0);
+  if (params) msgpack_sbuffer_write(sb, params, params_len);
+}
+
+bool tw_send_request(int fd, uint32_t msgid, const char *method) {
+  msgpack_sbuffer sb;
+  pack_request(&sb, msgid, method, strlen(method), NULL, 0);
   bool ok = tw_send(fd, sb.data, sb.size);
   msgpack_sbuffer_destroy(&sb);
   return ok;
@@ -106,15 +114,7 @@ bool tw_read_response(tw_reader *r, int timeout_ms, uint32_t *msgid, char *code,
 void tw_call_raw(const char *socket_path, const char *method, size_t method_len,
                  const void *params, size_t params_len, char *code, size_t cap) {
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 4);
-  msgpack_pack_uint8(&pk, 0);
-  msgpack_pack_uint32(&pk, 4242);
-  msgpack_pack_str_with_body(&pk, method, method_len);
-  msgpack_pack_array(&pk, params ? 1 : 0);
-  if (params) msgpack_sbuffer_write(&sb, params, params_len);
+  pack_request(&sb, 4242, method, method_len, params, params_len);
   int fd = tw_connect(socket_path);
   tw_reader rd;
   tw_reader_init(&rd, fd);
