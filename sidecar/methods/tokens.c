@@ -136,6 +136,19 @@ static void claims_ctx_free(claims_ctx *cc) {
   free(cc);
 }
 
+/* A context owning claims, or NULL after replying no_memory (claims released). */
+static claims_ctx *claims_ctx_new(ts_req *r, json_t *claims) {
+  claims_ctx *cc = calloc(1, sizeof(*cc));
+  if (!cc) {
+    json_decref(claims);
+    ts_req_fail(r, TS_ENOMEM, NULL);
+    return NULL;
+  }
+  cc->req = r;
+  cc->claims = claims;
+  return cc;
+}
+
 static void on_checked(void *ctx, int status) {
   claims_ctx *cc = ctx;
   if (status && status != TS_EREVOKED) status = TS_EUNAVAILABLE;
@@ -154,14 +167,8 @@ static void token_verify(ts_req *r, const ts_param_value *v) {
     json_decref(claims);
     return;
   }
-  claims_ctx *cc = calloc(1, sizeof(*cc));
-  if (!cc) {
-    json_decref(claims);
-    ts_req_fail(r, TS_ENOMEM, NULL);
-    return;
-  }
-  cc->req = r;
-  cc->claims = claims;
+  claims_ctx *cc = claims_ctx_new(r, claims);
+  if (!cc) return;
   snprintf(cc->kid, sizeof(cc->kid), "%s", kid);
   ts_backend *b = domain_of(r)->backend;
   ts_claims_ref ref = ts_token_claims_ref(claims);
@@ -194,14 +201,8 @@ static void start_consume(ts_req *r, const ts_param_value *v, bool exchange) {
     return;
   }
   ts_domain *d = domain_of(r);
-  claims_ctx *cc = calloc(1, sizeof(*cc));
-  if (!cc) {
-    json_decref(claims);
-    ts_req_fail(r, TS_ENOMEM, NULL);
-    return;
-  }
-  cc->req = r;
-  cc->claims = claims;
+  claims_ctx *cc = claims_ctx_new(r, claims);
+  if (!cc) return;
   cc->exchange = exchange;
   int64_t now = (int64_t)time(NULL);
   int64_t until = json_integer_value(json_object_get(claims, "exp")) + d->cfg->leeway;
