@@ -23,6 +23,11 @@
  *   - `now` is the caller's wall-clock second: backends decide liveness with it, never with
  *     their own clock, so every sidecar and backend agree on one rule (ts_session_alive).
  *
+ * The loop: a backend keeps uv_run from returning only while an operation's completion is
+ * owed (LMDB: the writer's async handle; Redis: a request in flight). Idle connections, the
+ * stream reader's blocking read, reconnect and health timers are unref'd (uv_unref), so the
+ * loop ends once the server drained and every owed completion ran.
+ *
  * Ownership: ts_backend_open returns a backend owned by main (through ts_domain); it is
  * closed after the server drained: ts_backend_close first completes every operation still
  * owed (their done callbacks run), then frees the backend. */
