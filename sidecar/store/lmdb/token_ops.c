@@ -90,11 +90,9 @@ static void done_family(ts_write *w, int status) {
   token_op *op = (token_op *)w;
   if (status == 0 || status == TS_EREUSED) lmdb_published(op->lb, op->feed_last);
   json_t *rec = status ? NULL : op->rec;
-  op->rec = NULL;
   if (rec) json_object_set_new(rec, "id", json_string(op->fam)); /* backend.h: rec names it */
   op->cb.family(op->ctx, status, rec);
-  json_decref(rec);
-  op_free(op);
+  op_free(op); /* and op->rec with it */
 }
 
 void lmdb_family_create(ts_backend *b, const char *fam, const json_t *rec, int64_t leeway,
