@@ -88,6 +88,11 @@ export class Client extends EventEmitter {
     this._failAll('client closed');
   }
 
+  /** Lets the process exit while this connection is open (a background feed). */
+  unref() {
+    this._socket?.unref();
+  }
+
   /** Drops the connection now (the next call reconnects). For tests and for resubscribing. */
   disconnect() {
     if (this._socket) this._socket.destroy();
@@ -123,7 +128,6 @@ export class Client extends EventEmitter {
           reject(new TesseraError(CLIENT_CODES.CLOSED, 'client closed'));
           return;
         }
-        socket.setNoDelay?.(true);
         socket.on('error', () => {}); // 'close' follows and does the work
         socket.once('close', () => this._lost(socket));
         this._socket = socket;

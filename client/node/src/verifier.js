@@ -330,7 +330,8 @@ export class Verifier extends EventEmitter {
 
   /** Connects, subscribes from the cursor, fetches the keys on that connection; marks the feed up. */
   async _feedConnect() {
-    const feed = new Client(this.socketPath, { timeoutMs: Math.min(this.timeoutMs < 0 ? 10000 : this.timeoutMs, 10000) });
+    const feedTimeout = Math.min(this.timeoutMs < 0 ? 10000 : this.timeoutMs, 10000);
+    const feed = new Client(this.socketPath, { timeoutMs: feedTimeout });
     this._feed = feed;
     feed.on('notification', (method, args) => this._onNotification(feed, method, args));
     try {
@@ -346,6 +347,7 @@ export class Verifier extends EventEmitter {
       feed.close();
       throw new TesseraError('closed', 'feed connection lost while subscribing');
     }
+    feed.unref(); // once subscribed, the feed alone never keeps the process alive
     const upAt = mono();
     feed.once('disconnect', () => this._feedLost(feed, upAt));
     this._feedUp = true;
@@ -368,7 +370,7 @@ export class Verifier extends EventEmitter {
     this._backoff = Math.min(this._backoff * 2, BACKOFF_MAX);
     this._retry = setTimeout(() => {
       this._feedConnect().catch(() => this._scheduleReconnect());
-    }, wait);
+    }, wait).unref();
   }
 
   _onNotification(feed, method, args) {

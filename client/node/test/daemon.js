@@ -27,6 +27,7 @@ export class Daemon {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-node-'));
     this.socket = path.join(this.dir, 'run/tesserad.sock');
     this.flags = flags;
+    this.data = path.join(this.dir, 'data');
     this.proc = null;
   }
 
@@ -38,7 +39,7 @@ export class Daemon {
 
   async launch() {
     const log = fs.openSync(path.join(this.dir, 'tesserad.log'), 'a');
-    this.proc = spawn(TESSERAD, ['--socket', this.socket, '--data', path.join(this.dir, 'data'),
+    this.proc = spawn(TESSERAD, ['--socket', this.socket, '--data', this.data,
       '--keys', path.join(this.dir, 'keys'), '--log-level', 'debug', ...this.flags],
     { stdio: ['ignore', 'ignore', log] });
     fs.closeSync(log);
@@ -56,6 +57,11 @@ export class Daemon {
         return false;
       }
     }, 10000, 'tesserad to answer sys.ping');
+  }
+
+  /** The next launch uses a fresh data dir (same keys): the feed cannot resume there. */
+  swapData() {
+    this.data = path.join(this.dir, `data-${Date.now()}`);
   }
 
   log() {
