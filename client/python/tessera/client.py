@@ -155,21 +155,25 @@ class Client(Methods):
     def call(self, method: str, params: dict | None = None, *, timeout: float | None = None) -> Any:
         """Calls method; returns the result map or raises TesseraError (.code: the wire code)."""
         params = check_call(method, params)
-        fut: Future = Future()
-        data = None
         with self._lock:
-            conn = self._ensure()
-            msgid = self._next_id
-            self._next_id = 0 if msgid == MAX_MSGID else msgid + 1
-            data = msgpack.packb([0, msgid, method, [params]], use_bin_type=True)
-            with conn.lock:
-                if not conn.alive:
-                    raise TesseraError(CLOSED, f"{method}: connection to tesserad lost", method)
-                conn.pending[msgid] = (fut, method)
-            try:
-                conn.sock.sendall(data)
-            except OSError:
-                conn.shutdown("connection to tesserad lost")
+            for attempt in (1, 2):
+                fut: Future = Future()
+                conn = self._ensure()
+                msgid = self._next_id
+                self._next_id = 0 if msgid == MAX_MSGID else msgid + 1
+                data = msgpack.packb([0, msgid, method, [params]], use_bin_type=True)
+                with conn.lock:
+                    conn.pending[msgid] = (fut, method)
+                try:
+                    conn.sock.sendall(data)
+                    break
+                except OSError:
+                    # An idle connection the daemon had closed: nothing was delivered, so one
+                    # retry on a new connection is safe.
+                    conn.shutdown("connection to tesserad lost")
+                    if attempt == 2:
+                        break
+                    fut.exception()  # settled by shutdown
         wait = self.timeout if timeout is None else timeout
         try:
             return fut.result(timeout=wait)
