@@ -145,9 +145,13 @@ test('reset: a daemon on another store cannot resume the cursor; older tokens ge
   assert.equal(await outcome(asks, old.token), 'ok', 'ask-daemon: the daemon vouches for it');
   assert.equal(asks.stats().daemonFallbacks, 1);
   asks.close();
-  const resetAt = Math.floor(Date.now() / 1000);
-  await waitFor(() => Math.floor(Date.now() / 1000) > resetAt, 2000, 'the next second');
-  const fresh = await c.tokenIssue({ sub: 'ivy' });
-  assert.equal(await outcome(v, fresh.token), 'ok');
+  // A token the daemon issued after the reset second (its clock, not ours: iat is its).
+  const iat = (t) => JSON.parse(Buffer.from(t.split('.')[1], 'base64url')).iat;
+  let fresh;
+  await waitFor(async () => {
+    fresh = (await c.tokenIssue({ sub: 'ivy' })).token;
+    return iat(fresh) > v._resetAt;
+  }, 3000, 'a token issued after the reset second');
+  assert.equal(await outcome(v, fresh), 'ok');
   v.close();
 });
