@@ -63,7 +63,9 @@ export class Client extends EventEmitter {
       throw new TypeError('method must be a non-empty string');
     if (params === null || typeof params !== 'object' || Array.isArray(params))
       throw new TypeError('params must be a plain object');
-    const socket = await this._ensure();
+    let socket = await this._ensure();
+    // The connection may have dropped while we waited for it: take the current one.
+    while (this._socket !== socket) socket = await this._ensure();
     const msgid = this._nextId;
     this._nextId = this._nextId === MAX_MSGID ? 0 : this._nextId + 1;
     const bytes = encoder.encode([0, msgid, method, [params]]);
