@@ -155,3 +155,15 @@ test('reset: a daemon on another store cannot resume the cursor; older tokens ge
   assert.equal(await outcome(v, fresh), 'ok');
   v.close();
 });
+
+test('keys.rotate: tokens of the new key verify at once; the keys notification refetches', async () => {
+  const v = await Verifier.create(d.socket);
+  const before = v.stats();
+  const r = await c.keysRotate();
+  const t = await c.tokenIssue({ sub: 'jack' });
+  assert.equal(await outcome(v, t.token), 'ok', 'the next key was published before it signed');
+  await waitFor(() => v.stats().keysVersion === r.keys_version, 2000, 'the new key set');
+  assert.ok(v.stats().keysNotifications > before.keysNotifications);
+  assert.equal(v.stats().unknownKidRefused, 0);
+  v.close();
+});

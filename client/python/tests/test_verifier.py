@@ -132,3 +132,13 @@ def test_reset(client, daemon):
         fresh = wait_for(lambda: (lambda t: t if iat(t) > v._reset_at else None)(client.token_issue("ivy")["token"]),
                          3, "a token issued after the reset second", every=0.01)
         assert outcome(v, fresh) == "ok"
+
+
+def test_keys_rotate(client, verifier):
+    before = verifier.stats()
+    r = client.keys_rotate()
+    t = client.token_issue("jack")["token"]
+    assert outcome(verifier, t) == "ok"  # the next key was published before it signed
+    wait_for(lambda: verifier.stats()["keys_version"] == r["keys_version"], 2, "the new key set")
+    assert verifier.stats()["keys_notifications"] > before["keys_notifications"]
+    assert verifier.stats()["unknown_kid_refused"] == 0
