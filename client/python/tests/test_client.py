@@ -1,9 +1,13 @@
 """test_client.py: tessera.Client and tessera.aio.Client against the real daemon: helpers,
 errors with the wire code and no secret, every method covered, pipelining from many threads
-and tasks, per-call timeouts, reconnect after the daemon restarts."""
+and tasks, reconnect after the daemon restarts; per-call timeouts against a stand-in server
+that holds a reply back (deterministic)."""
 import asyncio
+import socket
 import threading
 import time
+
+import msgpack
 
 import pytest
 
@@ -64,12 +68,53 @@ def test_many_threads_pipeline_on_one_client(client):
     assert results == {i: f"user-{i}" for i in range(50)}
 
 
-def test_timeout_then_the_connection_goes_on(client):
-    # user.revoke waits for the daemon's clock to leave the current second: a 0 s limit trips.
-    with pytest.raises(TesseraError) as e:
-        client.user_revoke("nobody", timeout=0)
-    assert e.value.code == "timeout" and not e.value.remote
-    assert "now" in client.sys_ping()
+def stand_in(path):
+    """A server that answers "fast" at once and "slow" only after the next "fast"."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen()
+
+    def serve():
+        conn, _ = srv.accept()
+        unpacker, slow = msgpack.Unpacker(raw=False), None
+        try:
+            while data := conn.recv(4096):
+                unpacker.feed(data)
+                for _, msgid, method, _params in unpacker:
+                    if method == "slow":
+                        slow = msgid
+                        continue
+                    conn.sendall(msgpack.packb([1, msgid, None, {"method": method}]))
+                    if slow is not None:
+                        conn.sendall(msgpack.packb([1, slow, None, {"late": True}]))
+                        slow = None
+        except OSError:
+            pass  # the client went away
+        conn.close()
+        srv.close()
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def test_timeout_then_a_late_reply_is_dropped_and_the_connection_goes_on(daemon):
+    path = daemon.dir + "/stand-in.sock"
+    stand_in(path)
+    with tessera.connect(path) as c:
+        with pytest.raises(TesseraError) as e:
+            c.call("slow", timeout=0.05)
+        assert e.value.code == "timeout" and not e.value.remote
+        assert c.call("fast") == {"method": "fast"}
+        assert c.call("fast") == {"method": "fast"}
+
+    async def aio_side():
+        apath = daemon.dir + "/stand-in-aio.sock"
+        stand_in(apath)
+        async with tessera.aio.Client(apath) as a:
+            with pytest.raises(TesseraError) as e:
+                await a.call("slow", timeout=0.05)
+            assert e.value.code == "timeout"
+            assert await a.call("fast") == {"method": "fast"}
+            assert await a.call("fast") == {"method": "fast"}
+    asyncio.run(aio_side())
 
 
 def test_connect_to_a_missing_socket(daemon):
@@ -87,9 +132,6 @@ def test_aio_client_pipelines_and_maps_errors(daemon):
             with pytest.raises(TesseraError) as e:
                 await c.session_validate("z" * 43)
             assert e.value.code == "unauthenticated"
-            with pytest.raises(TesseraError) as e:
-                await c.user_revoke("nobody", timeout=0)
-            assert e.value.code == "timeout"
             assert "now" in await c.sys_ping()
     asyncio.run(main())
 
