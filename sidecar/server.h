@@ -46,6 +46,8 @@ struct ts_server {
   ts_stats stats;
   void (*on_drained)(ts_server *s); /* called once every connection is gone while draining */
   void (*on_reload)(ts_server *s);  /* SIGHUP */
+  void (*on_drain)(ts_server *s);   /* draining begins: other doors (the HTTP edge) stop too */
+  struct ts_internal *internal;     /* internal calls (internal.c), or NULL */
 };
 
 struct ts_conn {
@@ -64,6 +66,7 @@ struct ts_conn {
   uint64_t id;   /* for logs */
   bool admin;    /* peer uid is an admin uid */
   bool subscribed; /* events.subscribe */
+  bool internal;   /* the pseudo-connection of internal calls (internal.c): no socket */
   bool feed_held;  /* events.c: its feed waits for the write queue to drain */
   uint64_t feed_sent; /* events.c: the last feed seq sent (or skipped) */
 };
@@ -78,6 +81,11 @@ struct ts_req {
   uv_write_t write;
   uv_buf_t wbuf;
   void *data;          /* for the handler: state across an asynchronous completion */
+  /* observe.c: metrics and the audit line of the reply */
+  size_t method_index; /* the row's place in methods/list.c, once method is set */
+  int err;             /* the error replied (TS_E*), 0 for a result */
+  uint64_t started_ns; /* uv_hrtime at dispatch */
+  void *audit;         /* observe.c: what the request said that its audit line names */
 };
 
 /* Binds, listens and installs signal handlers. Returns 0 or TS_E* (logged). */
