@@ -130,7 +130,11 @@ typedef struct audit_req {
 } audit_req;
 
 void ts_observe_request(ts_req *r, const msgpack_object *params) {
-  audited a = audited_of(r->method->name);
+  static signed char by_index[TS_STATS_MAX_METHODS]; /* audited + 1, 0: not looked up yet */
+  if (r->method_index >= TS_STATS_MAX_METHODS) return;
+  if (!by_index[r->method_index])
+    by_index[r->method_index] = (signed char)(audited_of(r->method->name) + 1);
+  audited a = (audited)(by_index[r->method_index] - 1);
   if (a == A_NONE) return;
   audit_req *ar = calloc(1, sizeof(*ar));
   if (!ar) return;

@@ -11,7 +11,9 @@
  *     depending on where the reads cut it (which limit trips first);
  *   - a request's URL and headers lie inside the arena, which never grows past the limit;
  *   - an error is one of the statuses the connection answers (400, 413, 431, 505);
- *   - a parser never consumes more than it was given. */
+ *   - a parser never consumes more than it was given.
+ * As hconn.c does, nothing is parsed after a request that upgrades (Upgrade, CONNECT): the
+ * connection answers it and closes. */
 #include "fuzz.h"
 
 #include "http/request.h"
@@ -84,6 +86,7 @@ static int parse(const uint8_t *data, size_t size, size_t max_header, const uint
     }
     if (rc == TS_HP_REQUEST) {
       record(o, &hp.req);
+      if (hp.req.upgrade) break; /* hconn.c answers it and closes: nothing after is HTTP */
       ts_hparse_next(&hp);
       continue;
     }

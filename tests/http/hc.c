@@ -2,7 +2,9 @@
 #include "hc.h"
 
 /* Truncated names in messages and keys are fine here: the parser refuses long lines first. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include "tt.h"
 
