@@ -57,6 +57,7 @@ void ts_hconn_call_done(ts_hconn *c) {
 static void on_timeout(uv_timer_t *t) {
   ts_hconn *c = t->data;
   if (c->timer_mode == 2) { /* a request did not complete in time: tell, then close */
+    c->timer_mode = 0;
     c->http->closed_timeout++;
     c->close_after = true;
     c->busy = true;
@@ -122,6 +123,7 @@ static void fail(ts_hconn *c, int status) {
   const char *body = status == 431 ? bodies[1] : status == 413 ? bodies[2]
                      : status == 505 ? bodies[3] : bodies[0];
   c->http->closed_bad++;
+  set_timer(c, 0); /* no timeout may answer a second time while this answer is written */
   c->close_after = true;
   c->busy = true;
   c->head = false;
