@@ -76,3 +76,9 @@ void ts_hbuf_free_wipe(ts_hbuf *b) {
   if (b->p) sodium_memzero(b->p, b->cap);
   ts_hbuf_free(b);
 }
+
+void ts_hbuf_reset_wipe(ts_hbuf *b) {
+  if (b->p) sodium_memzero(b->p, b->len);
+  b->len = 0;
+  b->oom = false;
+}

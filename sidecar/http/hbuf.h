@@ -23,6 +23,8 @@ void ts_hbuf_printf(ts_hbuf *b, const char *fmt, ...) __attribute__((format(prin
  * characters a query value must not hold raw (&, =, ?, #, +, /, :, space...). */
 void ts_hbuf_pct(ts_hbuf *b, const char *s, size_t n, bool url);
 void ts_hbuf_free(ts_hbuf *b);
+/* Empties b, wiping what it held, and keeps its memory for the next use. */
+void ts_hbuf_reset_wipe(ts_hbuf *b);
 void ts_hbuf_free_wipe(ts_hbuf *b);
 
 #endif

@@ -2,8 +2,9 @@
  *
  * Owner: the HTTP edge. The loop: on_read appends to `in`, process() feeds the parser while no
  * request is being answered; a complete request goes to the router; ts_hconn_send writes the
- * answer; on_written resumes the parser (ts_hparse_next) and process() goes on with the bytes
- * left. Input bytes handed to the parser are wiped (they may be cookies or tokens), and so is
+ * answer, at once when the socket takes it all (uv_try_write; process() then goes straight on
+ * to the next request) or through uv_write, whose on_written resumes the parser
+ * (ts_hparse_next) and process() with the bytes left. Input bytes handed to the parser are wiped (they may be cookies or tokens), and so is
  * each response after it was written. */
 #include "hconn.h"
 
@@ -130,7 +131,19 @@ static void fail(ts_hconn *c, int status) {
   ts_hconn_send(c, status, NULL, body, strlen(body));
 }
 
+/* The answer was written: forget the request, or close when it was the last. */
+static void finish(ts_hconn *c, int status) {
+  ts_hbuf_reset_wipe(&c->out);
+  if (status != 0 || c->close_after) {
+    ts_hconn_close(c, status ? "write failed" : "done");
+    return;
+  }
+  c->busy = false;
+  ts_hparse_next(&c->parse);
+}
+
 static void process(ts_hconn *c) {
+  c->in_process = true;
   while (!c->closing && !c->busy && !c->close_after) {
     size_t used = 0;
     int rc = ts_hparse_feed(&c->parse, c->in, c->in_len, &used);
@@ -140,7 +153,10 @@ static void process(ts_hconn *c) {
       c->in_len -= used;
     }
     if (rc == TS_HP_ERROR) {
+      c->sync_done = false;
       fail(c, c->parse.status);
+      if (c->sync_done) finish(c, 0);
+      c->in_process = false;
       return;
     }
     if (rc == TS_HP_MORE) break;
@@ -156,9 +172,15 @@ static void process(ts_hconn *c) {
       if (c->requests >= c->http->cfg->http_max_requests) c->http->closed_limit++;
       c->close_after = true;
     }
+    c->sync_done = false;
     ts_http_route(c);
-    return;
+    if (!c->sync_done) { /* answered later, or still being written: on_written goes on */
+      c->in_process = false;
+      return;
+    }
+    finish(c, 0); /* written at once: the next request, without a trip through the loop */
   }
+  c->in_process = false;
   if (c->closing || c->busy) return;
   set_timer(c, c->parse.started || c->in_len > 0 ? 2 : 1);
   reading(c);
@@ -166,14 +188,8 @@ static void process(ts_hconn *c) {
 
 static void on_written(uv_write_t *w, int status) {
   ts_hconn *c = w->data;
-  ts_hbuf_free_wipe(&c->out);
-  if (status != 0 || c->close_after) {
-    ts_hconn_close(c, status ? "write failed" : "done");
-    return;
-  }
-  c->busy = false;
-  ts_hparse_next(&c->parse);
-  process(c);
+  finish(c, status);
+  if (!c->closing) process(c);
 }
 
 static const char *reason(int status) {
@@ -226,7 +242,24 @@ void ts_hconn_send(ts_hconn *c, int status, const ts_hbuf *headers, const char *
     ts_hconn_close(c, "out of memory");
     return;
   }
+  /* Most answers fit the socket buffer: written now, with no write request, no callback and
+   * no epoll change; the rest (a slow reader) goes through uv_write. */
   uv_buf_t b = uv_buf_init(o->p, (unsigned)o->len);
+  int n = uv_try_write(&c->h.stream, &b, 1);
+  if (n == (int)o->len) {
+    if (c->in_process) {
+      c->sync_done = true;
+    } else {
+      finish(c, 0);
+      if (!c->closing) process(c);
+    }
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    ts_hconn_close(c, "write failed");
+    return;
+  }
+  if (n > 0) b = uv_buf_init(o->p + n, (unsigned)(o->len - (size_t)n));
   c->wr.data = c;
   if (uv_write(&c->wr, &c->h.stream, &b, 1, on_written) != 0) ts_hconn_close(c, "write failed");
 }

@@ -40,6 +40,8 @@ struct ts_hconn {
   unsigned handles_open;
   unsigned pending;   /* internal calls not yet answered */
   bool busy;          /* a request is being answered */
+  bool in_process;    /* process() is on the stack: an answer written at once is finished there */
+  bool sync_done;     /* the answer was written at once (uv_try_write took it all) */
   bool closing, reading, close_after, head;
   bool trusted;       /* the peer may set X-Forwarded-* / X-Original-* */
   char peer_ip[48];   /* "" on a unix: listener */
