@@ -89,8 +89,8 @@ static int apply_create(ts_txn *t, ts_write *w) {
 static void done_family(ts_write *w, int status) {
   token_op *op = (token_op *)w;
   if (status == 0 || status == TS_EREUSED) lmdb_published(op->lb, op->feed_last);
-  json_t *rec = status ? NULL : op->rec;
-  op->rec = NULL;
+  json_t *rec = status ? NULL : op->rec; /* on failure op_free releases it */
+  if (rec) op->rec = NULL;
   if (rec) json_object_set_new(rec, "id", json_string(op->fam)); /* backend.h: rec names it */
   op->cb.family(op->ctx, status, rec);
   json_decref(rec);
