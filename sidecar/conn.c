@@ -38,6 +38,7 @@
 
 #define CONN_BUF_INITIAL 4096
 #define CONN_OUT_INITIAL 4096
+#define CONN_OUT_KEEP 16384 /* a larger output buffer is freed once it is flushed */
 
 typedef struct out_write {
   uv_write_t req;
@@ -192,6 +193,11 @@ static void conn_flush(ts_conn *c) {
     c->out_len = 0;
     c->unwritten -= c->out_replies;
     c->out_replies = 0;
+    if (c->out_cap > CONN_OUT_KEEP) { /* a burst's buffer is not kept by an idle connection */
+      free(c->out);
+      c->out = NULL;
+      c->out_cap = 0;
+    }
     ts_conn_wrote(c);
     return;
   }
