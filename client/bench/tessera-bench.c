@@ -5,7 +5,8 @@
  * seconds; prints requests/second and latency percentiles (send to reply), as one line or, with
  * --json, one JSON object. Workloads against tesserad (MessagePack-RPC):
  *   ping      sys.ping
- *   validate  session.validate, round robin over K sessions created at start (--keys K)
+ *   validate  session.validate, round robin over K sessions created at start (--keys K), or
+ *             over the sids of --sids FILE (the first K of them when --keys is given too)
  *   create    session.create (a durable write: group commit)
  *   verify    token.verify of one access token (signature check in the daemon)
  *   issue     token.issue (a signature)
@@ -38,7 +39,7 @@ typedef struct opts {
   int conns, depth;
   double seconds;
   size_t keys, value_size;
-  bool json;
+  bool json, keys_set;
 } opts;
 
 /* ---- libtessera helpers (setup, threaded workloads) ---- */
@@ -241,6 +242,7 @@ static int prepare_wire(const opts *o, bench_wire *w) {
     size_t n = o->keys;
     char **sids = o->sids_file ? read_lines(o->sids_file, &n) : create_sessions(o->socket, n);
     if (!sids || n == 0) return -1;
+    while (o->sids_file && o->keys_set && n > o->keys) free(sids[--n]); /* the first K */
     return bench_wire_rpc(w, "session.validate", "sid", sids, n);
   }
   if (strcmp(wl, "resp-ping") == 0) return bench_wire_resp(w, "PING", NULL, 0, 0);
@@ -281,7 +283,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--connections") == 0 && v) o.conns = atoi(argv[++i]);
     else if (strcmp(a, "--depth") == 0 && v) o.depth = atoi(argv[++i]);
     else if (strcmp(a, "--seconds") == 0 && v) o.seconds = atof(argv[++i]);
-    else if (strcmp(a, "--keys") == 0 && v) o.keys = (size_t)atol(argv[++i]);
+    else if (strcmp(a, "--keys") == 0 && v) o.keys = (size_t)atol(argv[++i]), o.keys_set = true;
     else if (strcmp(a, "--value-size") == 0 && v) o.value_size = (size_t)atol(argv[++i]);
     else if (strcmp(a, "--sids") == 0 && v) o.sids_file = argv[++i];
     else if (strcmp(a, "--json") == 0) o.json = true;
