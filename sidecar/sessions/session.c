@@ -35,32 +35,35 @@ void ts_session_hash(const uint8_t sid[TS_SID_BYTES], uint8_t hash[TS_HASH_BYTES
   crypto_generichash(hash, TS_HASH_BYTES, sid, TS_SID_BYTES, NULL, 0);
 }
 
-bool ts_session_sid_decode(const char *s, size_t len, uint8_t sid[TS_SID_BYTES]) {
-  size_t out_len = 0;
+/* The value of one base64url character (the caller already decoded it, so it is valid). */
+static unsigned b64url_value(char ch) {
+  if (ch >= 'A' && ch <= 'Z') return (unsigned)(ch - 'A');
+  if (ch >= 'a' && ch <= 'z') return (unsigned)(ch - 'a' + 26);
+  if (ch >= '0' && ch <= '9') return (unsigned)(ch - '0' + 52);
+  return ch == '-' ? 62u : 63u;
+}
+
+/* Strict base64url of exactly `bytes` bytes in `chars` characters, canonical only: the bits of
+ * the last character past the data must be zero (else several strings name one value). */
+static bool b64url_decode_exact(const char *s, size_t len, uint8_t *out, size_t bytes,
+                                size_t chars) {
+  size_t n = 0;
   const char *end = NULL;
-  if (len != TS_SID_CHARS) return false;
-  if (sodium_base642bin(sid, TS_SID_BYTES, s, len, NULL, &out_len, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+  if (len != chars ||
+      sodium_base642bin(out, bytes, s, len, NULL, &n, &end,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      n != bytes || end != s + len)
     return false;
-  if (out_len != TS_SID_BYTES || end != s + len) return false;
-  /* Canonical form only: the unused low bits of the last char must be zero. */
-  char again[TS_SID_CHARS + 1];
-  sodium_bin2base64(again, sizeof(again), sid, TS_SID_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  return memcmp(again, s, TS_SID_CHARS) == 0;
+  unsigned spare = (unsigned)(chars * 6 - bytes * 8); /* 2 for a sid, 4 for a handle */
+  return (b64url_value(s[len - 1]) & ((1u << spare) - 1)) == 0;
+}
+
+bool ts_session_sid_decode(const char *s, size_t len, uint8_t sid[TS_SID_BYTES]) {
+  return b64url_decode_exact(s, len, sid, TS_SID_BYTES, TS_SID_CHARS);
 }
 
 bool ts_session_handle_decode(const char *s, size_t len, uint8_t handle[TS_HANDLE_BYTES]) {
-  size_t n = 0;
-  const char *end = NULL;
-  char again[TS_HANDLE_CHARS + 1];
-  if (len != TS_HANDLE_CHARS ||
-      sodium_base642bin(handle, TS_HANDLE_BYTES, s, len, NULL, &n, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      n != TS_HANDLE_BYTES || end != s + len)
-    return false;
-  sodium_bin2base64(again, sizeof(again), handle, TS_HANDLE_BYTES,
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  return memcmp(again, s, TS_HANDLE_CHARS) == 0;
+  return b64url_decode_exact(s, len, handle, TS_HANDLE_BYTES, TS_HANDLE_CHARS);
 }
 
 uint8_t *ts_session_encode(const ts_session_rec *r, size_t *len) {

@@ -110,6 +110,30 @@ static void list_shows_live_sessions_never_sids(void) {
 /* Reads that cannot start (every LMDB reader slot taken, here by this process holding read
  * transactions on the daemon's data dir) answer unavailable: session.list used to abort a
  * transaction it never got. Once the slots are free again, everything works. */
+/* A handle names its session in one spelling only: the 4 unused low bits of its last char
+ * are zero. Another spelling of the same 16 bytes revokes nothing and is no page cursor. */
+static void non_canonical_handles_name_nothing(void) {
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  json_t *s = tc_create_sub(c, "nina");
+  char nc[TC_HANDLE_CHARS + 1];
+  snprintf(nc, sizeof(nc), "%s", tc_str(s, "handle"));
+  const char *p = strchr(alphabet, nc[TC_HANDLE_CHARS - 1]);
+  TT_ASSERT(p != NULL && ((p - alphabet) & 15) == 0);
+  nc[TC_HANDLE_CHARS - 1] = alphabet[(p - alphabet) + 1]; /* same bytes, another spelling */
+  TT_EQ_INT(tc_revoke_n(c, "handle", nc), 0);
+  tc_expect_error(c, "session.list", json_pack("{s:s, s:s}", "sub", "nina", "after", nc),
+                  "bad_request", NULL);
+  TT_EQ_STR(tc_validate(c, tc_str(s, "sid"), NULL, NULL), ""); /* still alive */
+  TT_EQ_INT(tc_revoke_n(c, "handle", tc_str(s, "handle")), 1);
+  json_decref(s);
+  tessera_close(c);
+  tc_stop_ok(&d);
+}
+
 static void list_when_reads_fail_is_unavailable(void) {
   td_daemon d;
   td_start(&d, NULL);
@@ -656,6 +680,7 @@ static void store_cap_heals_by_sweeping(void) {
 
 static const tt_case cases[] = {
     TT_CASE(list_shows_live_sessions_never_sids),
+    TT_CASE(non_canonical_handles_name_nothing),
     TT_CASE(list_when_reads_fail_is_unavailable),
     TT_CASE(list_is_paged),
     TT_CASE(revoke_all_with_and_without_except),
