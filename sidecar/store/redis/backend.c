@@ -83,10 +83,10 @@ static bool ready(ts_backend *base) {
 static void stats(ts_backend *base, struct ts_stat_list *l) {
   rb *b = (rb *)base;
   ts_stat_add(l, "store_up", ready(base) ? 1 : 0);
-  ts_stat_add(l, "redis_reconnects", (int64_t)b->counters.reconnects);
-  ts_stat_add(l, "redis_timeouts", (int64_t)b->counters.timeouts);
-  ts_stat_add(l, "redis_errors", (int64_t)b->counters.errors);
-  ts_stat_add(l, "redis_pending", (int64_t)(b->cmd.pending));
+  ts_stat_add(l, "redis_reconnects", b->counters.reconnects);
+  ts_stat_add(l, "redis_timeouts", b->counters.timeouts);
+  ts_stat_add(l, "redis_errors", b->counters.errors);
+  ts_stat_add(l, "redis_pending", b->cmd.pending);
 }
 
 static void on_conn_closed(void *ctx) {
