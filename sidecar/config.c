@@ -35,7 +35,14 @@ typedef struct option_row {
 static const option_row options[] = {
   {"socket", OPT_STR, OFF(socket_path), "/run/tessera/tesserad.sock",
    "Unix socket to listen on; its directory is created 0750, the socket is 0660"},
+  {"store", OPT_STR, OFF(store), "lmdb",
+   "lmdb (the embedded store in --data) | redis+unix:///PATH[?db=N] | "
+   "redis://[user:pass@]HOST:PORT[/DB] | redis-sentinel://HOST:PORT[,HOST:PORT...]/MASTER"},
   {"data", OPT_STR, OFF(data_dir), "/var/lib/tessera", "LMDB data directory"},
+  {"redis-timeout", OPT_MILLIS, OFF(redis_timeout_ms), "200ms",
+   "deadline of each Redis request; past it the connection is re-established (ms, or s suffix)"},
+  {"redis-password-file", OPT_STR0, OFF(redis_password_file), "",
+   "file holding the Redis password (also TESSERA_REDIS_PASSWORD; never logged)"},
   {"keys", OPT_STR, OFF(keys_dir), "/var/lib/tessera/keys", "directory of Ed25519 JWK key files"},
   {"allow-uid", OPT_UIDS, OFF(allow_uids), NULL,
    "comma-separated uids (or user names) allowed to connect (default: the daemon's own uid)"},

@@ -37,6 +37,9 @@ typedef struct ts_config {
   size_t max_write_queue;
   int64_t shutdown_timeout_ms;
   /* store */
+  char *store;    /* "lmdb" or a Redis URL (store/backend.c) */
+  int64_t redis_timeout_ms;
+  char *redis_password_file; /* "": none */
   size_t max_store_bytes;
   int durability; /* TS_DURABILITY_* */
   int64_t sweep_interval_ms;

@@ -40,7 +40,7 @@ static void conn_free(ts_conn *c) {
 static void on_handle_closed(uv_handle_t *h) {
   ts_conn *c = h->data;
   if (--c->handles_open > 0) return;
-  if (c->in_flight > 0) return; /* the last request to finish frees it */
+  if (c->in_flight > 0 || c->feed_reading) return; /* the last to finish frees it */
   conn_free(c);
 }
 
@@ -59,11 +59,15 @@ void ts_conn_wrote(ts_conn *c) {
   if (c->feed_held && !c->closing) ts_events_writable(c);
 }
 
+void ts_conn_feed_read_done(ts_conn *c) {
+  if (c->closing && c->in_flight == 0 && c->handles_open == 0) conn_free(c);
+}
+
 /* A request of c finished (its reply written, or dropped because c is closing). */
 void ts_conn_request_done(ts_conn *c) {
   c->in_flight--;
   if (c->closing) {
-    if (c->in_flight == 0 && c->handles_open == 0) conn_free(c);
+    if (c->in_flight == 0 && c->handles_open == 0 && !c->feed_reading) conn_free(c);
     return;
   }
   process_buffer(c);

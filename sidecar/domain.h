@@ -1,8 +1,8 @@
 /* sidecar/domain.h: the state the method handlers share, built by main.
  *
- * Owned by main: created before the server starts, shut down after it drained (writer and
- * sweeper joined, then the store closed). Handlers on the loop thread use the store for
- * reads and the writer for writes; the sweeper thread has the store only. */
+ * Owned by main: created before the server starts, shut down after it drained (the backend
+ * first: its owed completions sign with the keys; then the keys). Handlers on the loop thread
+ * reach the store only through the backend's operations (store/backend.h). */
 #ifndef TS_DOMAIN_H
 #define TS_DOMAIN_H
 
@@ -23,23 +23,18 @@ typedef struct ts_stat_list {
 
 void ts_stat_add(ts_stat_list *l, const char *name, uint64_t value);
 
-struct ts_store;
-struct ts_writer;
-struct ts_sweeper;
+struct ts_backend;
 
 struct ts_domain {
   const ts_config *cfg;
-  struct ts_store *store;
-  struct ts_writer *writer;
-  struct ts_sweeper *sweeper;
+  struct ts_backend *backend;
   ts_keys keys;
-  uint64_t store_id; /* names this store in feed cursors (feed.h) */
 };
 typedef struct ts_domain ts_domain;
 
-/* Opens the store and starts the writer and sweeper threads. Returns 0 or TS_E* (logged). */
+/* Opens the backend --store names and the keys. Returns 0 or TS_E* (logged). */
 int ts_domain_open(ts_domain *d, const ts_config *cfg, void *uv_loop);
-/* Stops the threads (every queued write is applied first) and closes the store. */
+/* Closes the backend (every owed completion runs first), then the keys. */
 void ts_domain_close(ts_domain *d);
 /* Adds the domain's gauges (sessions, families, revocations, store_bytes, ...) to l. */
 void ts_domain_stats(ts_domain *d, ts_stat_list *l);

@@ -1,13 +1,17 @@
 /* sidecar/events.c: subscribing a connection and the pump that feeds subscribers (see
- * events.h; the events.subscribe method is methods/events.c). */
+ * events.h; the events.subscribe method is methods/events.c).
+ *
+ * A pump reads one chunk at a time through the backend (feed_read). LMDB answers before the
+ * call returns; Redis later: while a read is out, c->feed_reading keeps the connection alive
+ * (conn.c frees it only after the read came back) and further pump requests set feed_again,
+ * so there is one read per subscriber at a time and positions only move forward. */
 #include "events.h"
 
+#include "backend.h"
 #include "domain.h"
 #include "error.h"
-#include "feed.h"
 #include "log.h"
 #include "rpc.h"
-#include "store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -67,14 +71,14 @@ static bool send_note(ts_conn *c, msgpack_sbuffer *sb) {
   return true;
 }
 
-void ts_events_pack_cursor(msgpack_packer *pk, uint64_t store_id, uint64_t seq) {
-  char cur[TS_CURSOR_CHARS + 1];
-  ts_cursor_format(cur, store_id, seq);
+void ts_events_pack_cursor(msgpack_packer *pk, ts_backend *b, ts_feed_pos pos) {
+  char cur[TS_CURSOR_MAX + 1];
+  b->ops->cursor_format(b, pos, cur);
   ts_pack_cstr(pk, "cursor");
   ts_pack_cstr(pk, cur);
 }
 
-static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, uint64_t store_id) {
+static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, ts_backend *b) {
   note nt;
   msgpack_packer *pk = note_begin(&nt, "revoked", n);
   for (size_t i = 0; i < n; i++) {
@@ -91,50 +95,64 @@ static bool send_revoked(ts_conn *c, const ts_feed_entry *e, size_t n, uint64_t 
       ts_pack_cstr(pk, "before");
       msgpack_pack_int64(pk, e[i].before);
     }
-    ts_events_pack_cursor(pk, store_id, e[i].seq);
+    ts_events_pack_cursor(pk, b, e[i].pos);
   }
   return note_send(c, &nt);
 }
 
+static void on_feed_read(void *ctx, int status, const ts_feed_entry *e, size_t n,
+                         ts_feed_pos last, bool more) {
+  ts_conn *c = ctx;
+  ts_server *s = c->server;
+  c->feed_reading = false;
+  if (c->closing || !c->subscribed) {
+    ts_conn_feed_read_done(c); /* may free c */
+    return;
+  }
+  int rc = status;
+  if (rc == 0 && n > 0 && !send_revoked(c, e, n, s->domain->backend)) rc = TS_ENOMEM;
+  if (rc) { /* never skip silently: the subscriber resumes from its cursor */
+    ts_log(TS_LOG_WARN, "cannot feed a subscriber; disconnected", "{s:I, s:s}", "conn",
+           (json_int_t)c->id, "error", ts_strerror(rc));
+    ts_conn_close(c, "feed failed");
+    ts_conn_feed_read_done(c);
+    return;
+  }
+  s->stats.feed_entries_sent += n;
+  if (ts_feed_pos_cmp(last, c->feed_sent) > 0) c->feed_sent = last;
+  c->feed_again = c->feed_again || more;
+  if (!c->feed_in_call && c->feed_again) ts_events_pump(c); /* an asynchronous answer */
+}
+
 /* Sends c what follows its position, while its write queue has room. */
 void ts_events_pump(ts_conn *c) {
-  static ts_feed_entry chunk[FEED_CHUNK]; /* loop thread only */
   ts_server *s = c->server;
-  ts_domain *d = s->domain;
+  ts_backend *b = s->domain->backend;
+  if (c->feed_reading) { /* one read at a time: the answer pumps again */
+    c->feed_again = true;
+    return;
+  }
   c->feed_held = false;
-  while (c->subscribed && !c->closing) {
+  do {
+    if (!c->subscribed || c->closing) return;
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >= s->cfg->max_write_queue) {
       c->feed_held = true; /* resumed by ts_events_writable */
       s->stats.feed_holds++;
       return;
     }
-    ts_txn *t;
-    size_t n = 0;
-    uint64_t last = c->feed_sent;
-    bool more = false;
-    int rc = ts_store_read(d->store, &t);
-    if (rc == 0) {
-      rc = ts_feed_read(t, c->feed_sent, (int64_t)time(NULL), chunk, FEED_CHUNK, &n, &last, &more);
-      ts_store_abort(t);
-    }
-    if (rc == 0 && n > 0 && !send_revoked(c, chunk, n, d->store_id)) rc = TS_ENOMEM;
-    if (rc) { /* never skip silently: the subscriber resumes from its cursor */
-      ts_log(TS_LOG_WARN, "cannot feed a subscriber; disconnected", "{s:I, s:s}", "conn",
-             (json_int_t)c->id, "error", ts_strerror(rc));
-      ts_conn_close(c, "feed failed");
-      return;
-    }
-    s->stats.feed_entries_sent += n;
-    c->feed_sent = last;
-    if (!more) return;
-  }
+    c->feed_reading = true;
+    c->feed_again = false;
+    c->feed_in_call = true;
+    b->ops->feed_read(b, c->feed_sent, (int64_t)time(NULL), FEED_CHUNK, on_feed_read, c);
+    c->feed_in_call = false;
+  } while (!c->feed_reading && c->feed_again);
 }
 
-void ts_events_published(ts_server *s, uint64_t last) {
-  if (last == 0) return;
+void ts_events_published(ts_server *s, ts_feed_pos last) {
   for (ts_conn *c = s->conns, *next; c; c = next) {
     next = c->next; /* pump may close c */
-    if (c->subscribed && !c->closing && !c->feed_held && c->feed_sent < last) ts_events_pump(c);
+    if (c->subscribed && !c->closing && !c->feed_held && ts_feed_pos_cmp(c->feed_sent, last) < 0)
+      ts_events_pump(c);
   }
 }
 
@@ -155,32 +173,17 @@ void ts_events_keys(ts_server *s, int64_t keys_version) {
   }
 }
 
-static bool send_reset(ts_conn *c, uint64_t store_id) {
+bool ts_events_send_reset(ts_conn *c) {
   note nt;
   msgpack_packer *pk = note_begin(&nt, "reset", 1);
   msgpack_pack_map(pk, 1);
-  ts_events_pack_cursor(pk, store_id, 0);
+  ts_events_pack_cursor(pk, c->server->domain->backend, (ts_feed_pos){0, 0});
+  c->server->stats.feed_resets++;
   return note_send(c, &nt);
 }
 
-int ts_events_subscribe(ts_conn *c, const char *since, size_t since_len, uint64_t *latest) {
-  ts_domain *d = c->server->domain;
-  uint64_t after;
-  ts_txn *t;
-  *latest = 0;
-  int rc = ts_store_read(d->store, &t);
-  if (rc == 0) {
-    rc = ts_feed_latest(t, latest);
-    ts_store_abort(t);
-  }
-  if (rc) return TS_EUNAVAILABLE;
-  after = *latest; /* without since: what follows now */
-  if (since && !ts_cursor_resume(since, since_len, d->store_id, *latest, &after)) {
-    c->server->stats.feed_resets++;
-    if (!send_reset(c, d->store_id)) return TS_ENOMEM;
-  }
+void ts_events_start(ts_conn *c, ts_feed_pos after) {
   c->subscribed = true;
   c->feed_sent = after;
   c->feed_held = false;
-  return 0;
 }

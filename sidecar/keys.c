@@ -36,7 +36,7 @@ static int open_ring(ts_keys *k, const ts_config *cfg, ts_keyring **out) {
   }
   k->writable = access(cfg->keys_dir, W_OK) == 0;
   char err[512] = "";
-  int rc = ts_keyring_open(out, cfg->keys_dir, k->writable, (int64_t)time(NULL), err, sizeof(err));
+  int rc = ts_keyring_load(out, cfg->keys_dir, k->writable, (int64_t)time(NULL), err, sizeof(err));
   if (rc) ts_log(TS_LOG_ERROR, "cannot load the signing keys", "{s:s, s:s}", "keys",
                  cfg->keys_dir, "error", err);
   return rc;

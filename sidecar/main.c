@@ -2,10 +2,10 @@
  *
  * Start: config -> domain (store, keys) -> server (socket) -> READY=1 -> loop.
  * Stop (SIGTERM/SIGINT): the server drains its connections, then on_drained closes the last
- * handles. uv_run returns only once the writer is idle too (it holds the loop while a write's
- * completion is owed, also for connections closed at the shutdown timeout); then the domain
- * is shut down (writer, sweeper, keys, store: threads joined, store synced) and the process
- * exits 0. */
+ * handles. uv_run returns only once the backend is idle too (it holds the loop while an
+ * operation's completion is owed, also for connections closed at the shutdown timeout); then
+ * the domain is shut down (backend, keys) and the process exits 0. */
+#include "backend.h"
 #include "config.h"
 #include "domain.h"
 #include "error.h"
@@ -23,6 +23,8 @@ static void on_drained(ts_server *s) {
 }
 
 static void on_keys_changed(void *ctx, int64_t version) { ts_events_keys(ctx, version); }
+
+static void on_published(void *ctx, ts_feed_pos last) { ts_events_published(ctx, last); }
 
 static void on_reload(ts_server *s) { ts_keys_reload(&s->domain->keys, s->cfg); }
 
@@ -52,6 +54,8 @@ int main(int argc, char **argv) {
     ts_config_free(&cfg);
     return 1;
   }
+  domain.backend->on_published = on_published;
+  domain.backend->published_ctx = &server;
   domain.keys.on_change = on_keys_changed;
   domain.keys.on_change_ctx = &server;
   ts_notify("READY=1");

@@ -16,6 +16,7 @@
 #ifndef TS_SERVER_H
 #define TS_SERVER_H
 
+#include "backend.h"
 #include "config.h"
 #include "scan.h"
 #include "stats.h"
@@ -65,7 +66,8 @@ struct ts_conn {
   bool admin;    /* peer uid is an admin uid */
   bool subscribed; /* events.subscribe */
   bool feed_held;  /* events.c: its feed waits for the write queue to drain */
-  uint64_t feed_sent; /* events.c: the last feed seq sent (or skipped) */
+  bool feed_reading, feed_again, feed_in_call; /* events.c: a feed read is out, ... */
+  ts_feed_pos feed_sent; /* events.c: the last feed position sent (or skipped) */
 };
 
 struct ts_req {
@@ -90,6 +92,8 @@ void ts_conn_accepted(ts_server *s, ts_conn *c);
 void ts_conn_close(ts_conn *c, const char *why);
 void ts_conn_request_done(ts_conn *c);
 void ts_conn_wrote(ts_conn *c);
+/* events.c: a feed read of c came back; frees c if it was closed meanwhile and is done. */
+void ts_conn_feed_read_done(ts_conn *c);
 void ts_conn_start_drain(ts_conn *c);
 
 /* Called by conn.c when a connection is fully gone (server.c). */

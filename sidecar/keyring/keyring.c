@@ -620,7 +620,7 @@ static int apply_state(ts_keyring *kr, const ts_keyring_state *st, char *err, si
   return rc;
 }
 
-/* Settles the roles after the files are loaded (see ts_keyring_open). */
+/* Settles the roles after the files are loaded (see ts_keyring_load). */
 static int settle(ts_keyring *kr, int64_t now, char *err, size_t errlen) {
   ts_keyring_state st, cur;
   int found, rc = ts_keyring_state_load(kr->dir, &st, &found, err, errlen);
@@ -645,7 +645,7 @@ static int settle(ts_keyring *kr, int64_t now, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------------ the keyring */
 
-int ts_keyring_open(ts_keyring **out, const char *dir, int writable, int64_t now, char *err,
+int ts_keyring_load(ts_keyring **out, const char *dir, int writable, int64_t now, char *err,
                     size_t errlen) {
   *out = NULL;
   set_err(err, errlen, "%s", "");

@@ -130,7 +130,7 @@ int ts_keyring_state_save(const char *dir, const ts_keyring_state *st, char *err
  * TS_KEYRING_MAX keys, no private key at all, an unusable keys.json), TS_EIO (writing a new
  * key or keys.json failed), TS_ENOMEM, TS_EINTERNAL (sodium_init failed); then *out is NULL
  * and err (errlen bytes, may be NULL) holds a message naming the file. */
-int ts_keyring_open(ts_keyring **out, const char *dir, int writable, int64_t now, char *err,
+int ts_keyring_load(ts_keyring **out, const char *dir, int writable, int64_t now, char *err,
                     size_t errlen);
 
 /* Wipes every key and frees kr. NULL is fine. */

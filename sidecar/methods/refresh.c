@@ -1,33 +1,29 @@
 /* sidecar/methods/refresh.c: token.pair, token.refresh and token.revoke: refresh-token
  * families with rotation and reuse detection (RFC 9700 4.14) and token revocation (RFC 7009).
  *
- * Rotation is a check-and-swap inside one writer transaction: the presented refresh jti is
- * compared with the family's `current`; if equal, new jtis become current and the presented
- * one becomes `previous`. Because the writer applies operations one at a time, two concurrent
- * refreshes of one token cannot both rotate: the second finds its jti in `previous` and, within
- * --refresh-grace of the rotation, gets the same successor (signed again from the stored jtis,
- * times and kid: Ed25519 signatures are deterministic, so the pair is byte-identical). Any
- * older jti, or `previous` after the grace window, is reuse: the family is revoked in that same
- * transaction and the answer is `reused`; the newest token of the family then answers
- * `revoked`. Signing happens on the loop thread after the commit (the keyring is the loop
- * thread's); the writer only decides.
+ * Rotation is a check-and-swap the backend does atomically (family_refresh, store/backend.h):
+ * the presented refresh jti is compared with the family's `current`; if equal, fresh jtis made
+ * here become current and the presented one becomes `previous`. Two concurrent refreshes of
+ * one token cannot both rotate, on one sidecar or several sharing a store: the second finds
+ * its jti in `previous` and, within --refresh-grace of the rotation, gets the same record back,
+ * so the same successor (signed again from the stored jtis, times and kid: Ed25519 signatures
+ * are deterministic, so the pair is byte-identical). Any older jti, or `previous` after the
+ * grace window, is reuse: the backend revokes the family in that same write and the answer is
+ * `reused`; the newest token of the family then answers `revoked`. Signing happens here, on
+ * the loop thread, after the write (the keyring is the loop thread's); the backend only
+ * decides.
  *
- * The families and the revocation list are tokens/families.c and tokens/revocations.c;
  * user.revoke, which revokes every family of a sub, is methods/users.c. */
 #include "method.h"
 
+#include "backend.h"
 #include "domain.h"
 #include "error.h"
-#include "events.h"
-#include "families.h"
-#include "feed.h"
 #include "json.h"
 #include "keyring.h"
 #include "log.h"
-#include "revocations.h"
 #include "rpc.h"
 #include "tokens.h"
-#include "writer.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -35,52 +31,13 @@
 #include <string.h>
 #include <time.h>
 
-enum op_kind { OP_PAIR, OP_REFRESH, OP_REVOKE_FAMILY, OP_REVOKE_JTI };
-
-typedef struct refresh_op {
-  ts_write w;
-  enum op_kind kind;
-  ts_req *req;
-  ts_domain *d;
-  int64_t now;
-  char fam[TS_FAMILY_ID_CHARS + 8];
-  char jti[TS_JTI_CHARS + 8];   /* presented refresh jti, or the jti to denylist */
-  int64_t until;                /* OP_REVOKE_*: keep the entry until (before the leeway) */
-  bool proven;                  /* OP_REVOKE_JTI: the jti came from a token that verified */
-  json_t *rec;                  /* the family record: in for OP_PAIR, out for OP_REFRESH */
-  int64_t iat;                  /* OP_REFRESH: the presented token's iat (for cut-offs) */
-  char kid[TS_KID_LEN + 1];     /* OP_REFRESH: the active kid, signs the successor */
-  /* results */
-  unsigned revoked;
-  uint64_t feed_last;           /* the last feed seq it wrote: published once durable */
-} refresh_op;
-
 static void random_id(char out[TS_JTI_CHARS + 1]) {
   uint8_t raw[16];
   randombytes_buf(raw, sizeof(raw));
   sodium_bin2base64(out, TS_JTI_CHARS + 1, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-static refresh_op *op_new(ts_req *r, enum op_kind kind, int (*apply)(ts_txn *, ts_write *),
-                          void (*done)(ts_write *, int)) {
-  refresh_op *op = calloc(1, sizeof(*op));
-  if (!op) {
-    ts_req_fail(r, TS_ENOMEM, NULL);
-    return NULL;
-  }
-  op->w.apply = apply;
-  op->w.done = done;
-  op->kind = kind;
-  op->req = r;
-  op->d = r->conn->server->domain;
-  op->now = (int64_t)time(NULL);
-  return op;
-}
-
-static void op_free(refresh_op *op) {
-  json_decref(op->rec);
-  free(op);
-}
+static ts_backend *backend_of(ts_req *r) { return r->conn->server->domain->backend; }
 
 /* ---- signing a pair from a family record (loop thread) ---------------------------------- */
 
@@ -140,16 +97,11 @@ static void reply_pair(ts_req *r, const json_t *rec, const char *fam) {
 
 /* ---- token.pair ------------------------------------------------------------------------ */
 
-static int apply_pair(ts_txn *t, ts_write *w) {
-  refresh_op *op = (refresh_op *)w;
-  return ts_family_put(t, op->fam, op->rec, -1, op->d->cfg->leeway);
-}
-
-static void done_pair(ts_write *w, int status) {
-  refresh_op *op = (refresh_op *)w;
-  if (status) ts_req_fail(op->req, status, NULL);
-  else reply_pair(op->req, op->rec, op->fam);
-  op_free(op);
+/* A family's reply: the pair signed from its record (the backend names it in "id"). */
+static void on_family(void *ctx, int status, json_t *rec) {
+  ts_req *r = ctx;
+  if (status) ts_req_fail(r, status, NULL);
+  else reply_pair(r, rec, json_string_value(json_object_get(rec, "id")));
 }
 
 static const ts_param pair_params[] = {
@@ -170,120 +122,50 @@ static void token_pair(ts_req *r, const ts_param_value *v) {
   }
   ts_token_spec ts = {0};
   if (!ts_token_parse_common(r, &v[1], &v[2], &v[3], &ts, scope, sizeof(scope))) return;
-  refresh_op *op = op_new(r, OP_PAIR, apply_pair, done_pair);
-  if (!op) {
-    json_decref(ts.aud);
-    json_decref(ts.extra);
-    return;
-  }
-  char current[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
-  random_id(op->fam);
+  int64_t now = (int64_t)time(NULL);
+  char fam[TS_JTI_CHARS + 1], current[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
+  random_id(fam);
   random_id(current);
   random_id(access);
-  int64_t rexp = op->now + (rtt < cfg->refresh_max_lifetime ? rtt : cfg->refresh_max_lifetime);
-  op->rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "sub",
-                      v[0].str, v[0].len, "access_ttl", (json_int_t)att, "refresh_ttl",
-                      (json_int_t)rtt, "kid", ts_keyring_active(op->d->keys.ring)->kid, "current",
-                      current, "access", access, "previous", "", "rotated_at",
-                      (json_int_t)op->now, "exp", (json_int_t)rexp, "generation", (json_int_t)1,
-                      "created_at", (json_int_t)op->now);
-  if (op->rec && ts.aud) json_object_set_new(op->rec, "aud", ts.aud), ts.aud = NULL;
-  if (op->rec && ts.scope) json_object_set_new(op->rec, "scope", json_string(ts.scope));
-  if (op->rec && ts.extra) json_object_set_new(op->rec, "claims", ts.extra), ts.extra = NULL;
+  ts_domain *d = r->conn->server->domain;
+  int64_t rexp = now + (rtt < cfg->refresh_max_lifetime ? rtt : cfg->refresh_max_lifetime);
+  json_t *rec = json_pack("{s:s%, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
+                          "sub", v[0].str, v[0].len, "access_ttl", (json_int_t)att,
+                          "refresh_ttl", (json_int_t)rtt, "kid",
+                          ts_keyring_active(d->keys.ring)->kid, "current", current, "access",
+                          access, "previous", "", "rotated_at", (json_int_t)now, "exp",
+                          (json_int_t)rexp, "generation", (json_int_t)1, "created_at",
+                          (json_int_t)now);
+  if (rec && ts.aud) json_object_set_new(rec, "aud", ts.aud), ts.aud = NULL;
+  if (rec && ts.scope) json_object_set_new(rec, "scope", json_string(ts.scope));
+  if (rec && ts.extra) json_object_set_new(rec, "claims", ts.extra), ts.extra = NULL;
   json_decref(ts.aud);
   json_decref(ts.extra);
-  if (!op->rec) {
-    op_free(op);
+  if (!rec) {
     ts_req_fail(r, TS_ENOMEM, NULL);
     return;
   }
-  ts_writer_submit(op->d->writer, &op->w);
+  backend_of(r)->ops->family_create(backend_of(r), fam, rec, cfg->leeway, on_family, r);
+  json_decref(rec);
 }
 
 /* ---- token.refresh --------------------------------------------------------------------- */
 
-static int apply_refresh(ts_txn *t, ts_write *w) {
-  refresh_op *op = (refresh_op *)w;
-  const ts_config *cfg = op->d->cfg;
-  json_t *rec;
-  int rc = ts_family_get(t, op->fam, &rec);
-  if (rc == TS_ENOTFOUND) return TS_EREVOKED; /* revoked, or gone with its exp */
-  if (rc) return rc;
-  int64_t before;
-  const json_t *sub = json_object_get(rec, "sub");
-  if (ts_cutoff_get(t, json_string_value(sub), json_string_length(sub), op->now, &before) == 0 &&
-      op->iat <= before) {
-    json_decref(rec);
-    return TS_EREVOKED;
-  }
-  /* The jti denylist too: token.revoke {jti, exp} names a refresh token's jti as well. */
-  rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
-  if (rc != TS_ENOTFOUND) {
-    json_decref(rec);
-    return rc == 0 ? TS_EREVOKED : rc;
-  }
-  const char *current = json_string_value(json_object_get(rec, "current"));
-  const char *previous = json_string_value(json_object_get(rec, "previous"));
-  int64_t rotated_at = json_integer_value(json_object_get(rec, "rotated_at"));
-  if (current && strcmp(op->jti, current) == 0) { /* rotate */
-    int64_t old_exp = json_integer_value(json_object_get(rec, "exp"));
-    /* The family's absolute end. A record written before created_at existed counts from its
-     * last rotation (the oldest time it holds), and keeps that from now on. */
-    const json_t *created = json_object_get(rec, "created_at");
-    int64_t born = json_is_integer(created) ? json_integer_value(created) : rotated_at;
-    int64_t end = born + cfg->refresh_max_lifetime;
-    if (op->now >= end) {
-      json_decref(rec);
-      return TS_EEXPIRED; /* nothing written; the sweeper drops the family at its exp */
-    }
-    char next[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
-    random_id(next);
-    random_id(access);
-    int64_t rtt = json_integer_value(json_object_get(rec, "refresh_ttl"));
-    if (op->now + rtt > end) rtt = end - op->now; /* never past the family's end */
-    if (!created) json_object_set_new(rec, "created_at", json_integer(born));
-    json_object_set_new(rec, "previous", json_string(current));
-    json_object_set_new(rec, "current", json_string(next));
-    json_object_set_new(rec, "access", json_string(access));
-    json_object_set_new(rec, "rotated_at", json_integer(op->now));
-    json_object_set_new(rec, "exp", json_integer(op->now + rtt));
-    json_object_set_new(rec, "kid", json_string(op->kid));
-    json_object_set_new(rec, "generation",
-                        json_integer(json_integer_value(json_object_get(rec, "generation")) + 1));
-    rc = ts_family_put(t, op->fam, rec, old_exp, cfg->leeway);
-  } else if (previous && strcmp(op->jti, previous) == 0 && op->now - rotated_at <= cfg->refresh_grace) {
-    rc = 0; /* a concurrent retry: the same successor */
-  } else {
-    ts_log(TS_LOG_WARN, "refresh token reused; its family is revoked", "{s:s, s:s%, s:s}",
-           "family", op->fam, "sub", json_string_value(sub), json_string_length(sub), "jti",
-           op->jti);
-    rc = ts_family_revoke_announced(t, op->fam, json_integer_value(json_object_get(rec, "exp")),
-                                    cfg->leeway, &op->feed_last, &op->revoked);
-    json_decref(rec);
-    return rc ? rc : TS_EREUSED;
-  }
-  if (rc) {
-    json_decref(rec);
-    return rc;
-  }
-  op->rec = rec;
-  return 0;
-}
+/* What a refresh's completion logs when the token was reused (ids, never the token). */
+typedef struct refresh_ctx {
+  ts_req *req;
+  char fam[TS_FAMILY_ID_CHARS + 1];
+  char jti[TS_JTI_CHARS + 1];
+  char sub[257];
+} refresh_ctx;
 
-/* Announces the revocations once they are durable: only when the write committed (status 0, or
- * TS_EREUSED, whose family revocation commits with it). A failed write (TS_EUNAVAILABLE) was
- * rolled back, so the events its apply collected before failing never happened. */
-static void publish(refresh_op *op, int status) {
-  if (status == 0 || status == TS_EREUSED)
-    ts_events_published(op->req->conn->server, op->feed_last);
-}
-
-static void done_refresh(ts_write *w, int status) {
-  refresh_op *op = (refresh_op *)w;
-  publish(op, status);
-  if (status) ts_req_fail(op->req, status, NULL);
-  else reply_pair(op->req, op->rec, op->fam);
-  op_free(op);
+static void on_refreshed(void *ctx, int status, json_t *rec) {
+  refresh_ctx *rc = ctx;
+  if (status == TS_EREUSED)
+    ts_log(TS_LOG_WARN, "refresh token reused; its family is revoked", "{s:s, s:s, s:s}",
+           "family", rc->fam, "sub", rc->sub, "jti", rc->jti);
+  on_family(rc->req, status, rec);
+  free(rc);
 }
 
 static const ts_param refresh_params[] = {{"refresh_token", TS_P_CREDENTIAL, true, 0, 0}};
@@ -302,48 +184,54 @@ static void token_refresh(ts_req *r, const ts_param_value *v) {
     ts_req_fail(r, rc, NULL);
     return;
   }
-  refresh_op *op = op_new(r, OP_REFRESH, apply_refresh, done_refresh);
-  if (!op) {
+  const json_t *sub = json_object_get(claims, "sub");
+  char next[TS_JTI_CHARS + 1], access[TS_JTI_CHARS + 1];
+  random_id(next);
+  random_id(access);
+  ts_refresh_in in = {
+      .fam = fam,
+      .jti = json_string_value(json_object_get(claims, "jti")),
+      .sub = json_string_value(sub),
+      .sub_len = json_string_length(sub),
+      .iat = json_integer_value(json_object_get(claims, "iat")),
+      .now = now,
+      .kid = ts_keyring_active(d->keys.ring)->kid,
+      .next_jti = next,
+      .next_access = access,
+      .grace = d->cfg->refresh_grace,
+      .max_lifetime = d->cfg->refresh_max_lifetime,
+      .leeway = d->cfg->leeway,
+  };
+  refresh_ctx *ctx = in.jti && in.sub ? calloc(1, sizeof(*ctx)) : NULL;
+  if (!ctx) {
     json_decref(claims);
+    ts_req_fail(r, in.jti && in.sub ? TS_ENOMEM : TS_EUNAUTHENTICATED, NULL);
     return;
   }
-  snprintf(op->fam, sizeof(op->fam), "%s", fam);
-  snprintf(op->jti, sizeof(op->jti), "%s", json_string_value(json_object_get(claims, "jti")));
-  op->iat = json_integer_value(json_object_get(claims, "iat"));
-  snprintf(op->kid, sizeof(op->kid), "%s", ts_keyring_active(d->keys.ring)->kid);
+  ctx->req = r;
+  snprintf(ctx->fam, sizeof(ctx->fam), "%s", fam);
+  snprintf(ctx->jti, sizeof(ctx->jti), "%s", in.jti);
+  snprintf(ctx->sub, sizeof(ctx->sub), "%s", in.sub);
+  backend_of(r)->ops->family_refresh(backend_of(r), &in, on_refreshed, ctx);
   json_decref(claims);
-  ts_writer_submit(d->writer, &op->w);
 }
 
 /* ---- token.revoke ---------------------------------------------------------------------- */
 
-static int apply_revoke(ts_txn *t, ts_write *w) {
-  refresh_op *op = (refresh_op *)w;
-  if (op->kind == OP_REVOKE_FAMILY)
-    return ts_family_revoke_announced(t, op->fam, op->until, op->d->cfg->leeway, &op->feed_last,
-                                      &op->revoked);
-  if (op->proven) ts_store_reserve_all(t);
-  int64_t until = op->until + op->d->cfg->leeway;
-  int rc = ts_revoked_get(t, 'j', op->jti, strlen(op->jti), op->now);
-  if (rc == 0) return 0; /* already revoked */
-  rc = ts_revoked_put(t, 'j', op->jti, strlen(op->jti), until);
-  if (rc == 0) {
-    op->revoked = 1;
-    rc = ts_feed_append(t, &op->feed_last, 'j', op->jti, strlen(op->jti), until, 0);
-  }
-  return rc;
+static void on_revoked(void *ctx, int status, unsigned n) {
+  ts_req_reply_count(ctx, status, "revoked", n);
 }
 
-static void done_revoke(ts_write *w, int status) {
-  refresh_op *op = (refresh_op *)w;
-  publish(op, status);
-  ts_req_reply_count(op->req, status, "revoked", op->revoked);
-  op_free(op);
-}
+/* What token.revoke names: a family, or a jti (until: the exp, before the leeway). */
+typedef struct revoke_target {
+  bool family, proven;
+  char id[TS_JTI_CHARS + 8];
+  int64_t until;
+} revoke_target;
 
 /* {token}: a refresh token revokes its family, an access token its jti; anything that does
  * not verify (bad signature, other issuer, expired) revokes nothing and answers 0 (RFC 7009). */
-static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op *op) {
+static bool target_of_token(ts_domain *d, const ts_param_value *tok, revoke_target *op) {
   json_t *claims = NULL;
   int64_t now = (int64_t)time(NULL);
   bool refresh = ts_token_check_ours(d, tok->str, tok->len, TS_TYP_REFRESH, now, &claims) == 0;
@@ -354,12 +242,11 @@ static bool target_of_token(ts_domain *d, const ts_param_value *tok, refresh_op 
   op->until = json_integer_value(json_object_get(claims, "exp"));
   bool ok = true;
   if (refresh && fam && strlen(fam) == TS_FAMILY_ID_CHARS) {
-    op->kind = OP_REVOKE_FAMILY;
-    snprintf(op->fam, sizeof(op->fam), "%s", fam);
+    op->family = true;
+    snprintf(op->id, sizeof(op->id), "%s", fam);
   } else if (!refresh && jti && strlen(jti) <= TS_JTI_CHARS + 2) {
-    op->kind = OP_REVOKE_JTI;
     op->proven = true;
-    snprintf(op->jti, sizeof(op->jti), "%s", jti);
+    snprintf(op->id, sizeof(op->id), "%s", jti);
   } else {
     ok = false;
   }
@@ -381,30 +268,30 @@ static const char *revoke_check(const ts_param_value *v) {
 
 static void token_revoke(ts_req *r, const ts_param_value *v) {
   ts_domain *d = r->conn->server->domain;
-  refresh_op *op = op_new(r, OP_REVOKE_JTI, apply_revoke, done_revoke);
-  if (!op) return;
-  int64_t longest = ts_config_longest_ttl(d->cfg);
+  ts_backend *b = d->backend;
+  revoke_target op = {0};
+  int64_t now = (int64_t)time(NULL), longest = ts_config_longest_ttl(d->cfg);
   bool ok = true;
   if (v[0].present) {
-    ok = v[0].len <= 8192 && target_of_token(d, &v[0], op);
+    ok = v[0].len <= 8192 && target_of_token(d, &v[0], &op);
   } else if (v[1].present) {
-    op->kind = OP_REVOKE_FAMILY;
-    ok = ts_param_copy(&v[1], op->fam, sizeof(op->fam));
-    op->until = op->now; /* the stored family's exp extends it */
+    op.family = true;
+    ok = ts_param_copy(&v[1], op.id, sizeof(op.id));
+    op.until = now; /* the stored family's exp extends it */
   } else {
-    ok = ts_param_copy(&v[2], op->jti, sizeof(op->jti));
+    ok = ts_param_copy(&v[2], op.id, sizeof(op.id));
     /* An exp beyond any token's life (up to INT64_MAX) is capped to now + the longest
      * lifetime: no token of ours lives longer. An exp whose token is already refused
      * (exp + leeway <= now) needs no entry. Compared on the capped value: no overflow. */
-    op->until = v[3].i64 < op->now + longest ? v[3].i64 : op->now + longest;
-    ok = ok && op->until > op->now - d->cfg->leeway;
+    op.until = v[3].i64 < now + longest ? v[3].i64 : now + longest;
+    ok = ok && op.until > now - d->cfg->leeway;
   }
-  if (!ok) {
-    op_free(op);
+  if (!ok)
     ts_req_reply_count(r, 0, "revoked", 0);
-    return;
-  }
-  ts_writer_submit(d->writer, &op->w);
+  else if (op.family)
+    b->ops->family_revoke(b, op.id, op.until, d->cfg->leeway, on_revoked, r);
+  else
+    b->ops->revoke_jti(b, op.id, op.until + d->cfg->leeway, op.proven, on_revoked, r);
 }
 
 const ts_method ts_method_token_pair = {

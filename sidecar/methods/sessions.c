@@ -11,7 +11,7 @@
 
 #include "domain.h"
 #include "error.h"
-#include "session_store.h"
+#include "session.h"
 #include "sessions.h"
 
 #include <sodium.h>

@@ -8,14 +8,13 @@
  * here because it is a consume. */
 #include "method.h"
 
+#include "backend.h"
 #include "domain.h"
 #include "error.h"
 #include "json.h"
-#include "revocations.h"
 #include "rpc.h"
 #include "sessions.h"
 #include "tokens.h"
-#include "writer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,57 +121,70 @@ static const ts_param verify_params[] = {
     {"purpose", TS_P_STR, false, 1, 64}, {"check_revoked", TS_P_BOOL, false, 0, 0},
 };
 
+/* What a verify or consume completion replies with. */
+typedef struct claims_ctx {
+  ts_req *req;
+  json_t *claims;
+  char kid[129];
+  bool exchange;
+  ts_session_new session; /* exchange: the session to create (rec NULL otherwise) */
+} claims_ctx;
+
+static void claims_ctx_free(claims_ctx *cc) {
+  json_decref(cc->claims);
+  ts_session_new_wipe(&cc->session);
+  free(cc);
+}
+
+/* A context owning claims, or NULL after replying no_memory (claims released). */
+static claims_ctx *claims_ctx_new(ts_req *r, json_t *claims) {
+  claims_ctx *cc = calloc(1, sizeof(*cc));
+  if (!cc) {
+    json_decref(claims);
+    ts_req_fail(r, TS_ENOMEM, NULL);
+    return NULL;
+  }
+  cc->req = r;
+  cc->claims = claims;
+  return cc;
+}
+
+static void on_checked(void *ctx, int status) {
+  claims_ctx *cc = ctx;
+  if (status && status != TS_EREVOKED) status = TS_EUNAVAILABLE;
+  if (status) ts_req_fail(cc->req, status, NULL);
+  else pack_claims_reply(cc->req, cc->claims, cc->kid);
+  claims_ctx_free(cc);
+}
+
 static void token_verify(ts_req *r, const ts_param_value *v) {
   char kid[129];
   json_t *claims;
   int rc = check_presented(r, &v[0], &v[1], &v[2], &claims, kid);
-  if (rc == 0 && (v[3].b || v[2].present)) { /* a used purpose token is revoked too */
-    ts_txn *t;
-    rc = ts_store_read(domain_of(r)->store, &t);
-    if (rc == 0) {
-      rc = ts_token_revocation_check(t, claims, (int64_t)time(NULL));
-      ts_store_abort(t);
-    }
-    if (rc && rc != TS_EREVOKED) rc = TS_EUNAVAILABLE;
+  if (rc || !(v[3].b || v[2].present)) { /* a used purpose token is revoked too */
+    if (rc) ts_req_fail(r, rc, NULL);
+    else pack_claims_reply(r, claims, kid);
+    json_decref(claims);
+    return;
   }
-  if (rc) ts_req_fail(r, rc, NULL);
-  else pack_claims_reply(r, claims, kid);
-  json_decref(claims);
+  claims_ctx *cc = claims_ctx_new(r, claims);
+  if (!cc) return;
+  snprintf(cc->kid, sizeof(cc->kid), "%s", kid);
+  ts_backend *b = domain_of(r)->backend;
+  ts_claims_ref ref = ts_token_claims_ref(claims);
+  b->ops->revocation_check(b, &ref, (int64_t)time(NULL), on_checked, cc);
 }
 
 /* ---- token.consume and session.exchange ------------------------------------------------- */
 
-typedef struct consume_op {
-  ts_write w;
-  ts_req *req;
-  json_t *claims;
-  char jti[TS_JTI_CHARS + 8];
-  int64_t until;
-  int64_t now;
-  bool exchange;
-  ts_session_new session; /* exchange: the session to create */
-} consume_op;
-
-static int apply_consume(ts_txn *t, ts_write *w) {
-  consume_op *op = (consume_op *)w;
-  int rc = ts_token_revocation_check(t, op->claims, op->now);
-  if (rc) return rc;
-  ts_store_reserve_all(t); /* the token verified: its use must be recorded */
-  rc = ts_revoked_put(t, 'j', op->jti, strlen(op->jti), op->until);
-  if (rc == 0 && op->exchange) rc = ts_session_put_new(t, &op->session);
-  return rc;
-}
-
-static void done_consume(ts_write *w, int status) {
-  consume_op *op = (consume_op *)w;
-  if (status) ts_req_fail(op->req, status, NULL);
-  else if (op->exchange)
-    ts_session_pack_issued(op->req, op->session.sid, op->session.handle, op->session.expires_at,
-                           op->session.idle_expires_at);
-  else pack_claims_reply(op->req, op->claims, NULL);
-  json_decref(op->claims);
-  ts_session_new_wipe(&op->session);
-  free(op);
+static void on_consumed(void *ctx, int status) {
+  claims_ctx *cc = ctx;
+  if (status) ts_req_fail(cc->req, status, NULL);
+  else if (cc->exchange)
+    ts_session_pack_issued(cc->req, cc->session.sid, cc->session.handle, cc->session.expires_at,
+                           cc->session.idle_expires_at);
+  else pack_claims_reply(cc->req, cc->claims, NULL);
+  claims_ctx_free(cc);
 }
 
 static const ts_param consume_params[] = {
@@ -189,31 +201,24 @@ static void start_consume(ts_req *r, const ts_param_value *v, bool exchange) {
     return;
   }
   ts_domain *d = domain_of(r);
-  consume_op *op = calloc(1, sizeof(*op));
-  if (!op) {
-    json_decref(claims);
-    ts_req_fail(r, TS_ENOMEM, NULL);
-    return;
-  }
-  op->w.apply = apply_consume;
-  op->w.done = done_consume;
-  op->req = r;
-  op->claims = claims;
-  op->exchange = exchange;
-  op->now = (int64_t)time(NULL);
-  snprintf(op->jti, sizeof(op->jti), "%s", json_string_value(json_object_get(claims, "jti")));
-  op->until = json_integer_value(json_object_get(claims, "exp")) + d->cfg->leeway;
+  claims_ctx *cc = claims_ctx_new(r, claims);
+  if (!cc) return;
+  cc->exchange = exchange;
+  int64_t now = (int64_t)time(NULL);
+  int64_t until = json_integer_value(json_object_get(claims, "exp")) + d->cfg->leeway;
+  ts_claims_ref ref = ts_token_claims_ref(claims);
   if (exchange) {
-    const json_t *sub = json_object_get(claims, "sub");
-    rc = ts_session_prepare(&op->session, json_string_value(sub), json_string_length(sub),
-                            op->now, d->cfg->session_ttl, d->cfg->session_idle_ttl, NULL, NULL,
-                            NULL);
-    if (rc || json_string_length(sub) > 256) {
-      done_consume(&op->w, rc ? rc : TS_EUNAUTHENTICATED);
+    rc = ref.sub_len > 256 ? TS_EUNAUTHENTICATED
+                           : ts_session_prepare(&cc->session, ref.sub, ref.sub_len, now,
+                                                d->cfg->session_ttl, d->cfg->session_idle_ttl,
+                                                NULL, NULL, NULL);
+    if (rc) {
+      on_consumed(cc, rc);
       return;
     }
   }
-  ts_writer_submit(d->writer, &op->w);
+  d->backend->ops->consume(d->backend, &ref, until, now, exchange ? &cc->session : NULL,
+                           on_consumed, cc);
 }
 
 static void token_consume(ts_req *r, const ts_param_value *v) { start_consume(r, v, false); }

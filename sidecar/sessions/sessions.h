@@ -2,14 +2,14 @@
  * session.exchange reuses of them.
  *
  * Loop thread. Each operation takes a request whose params were already checked and replies
- * to it exactly once: reads (validate, list) at once, writes when the writer's commit
- * returned. The records and tables are session_store.h. */
+ * to it exactly once, from the backend's completion (store/backend.h): reads at once or after
+ * a round trip, writes once durable. The record is session.h. */
 #ifndef TS_SESSIONS_H
 #define TS_SESSIONS_H
 
 #include "params.h"
 #include "server.h"
-#include "session_store.h"
+#include "session.h"
 
 /* Replies with the session whose sid hashes to hash (unauthenticated when unknown or dead),
  * with the anomalies of the client ip/ua presented (each may be absent); may queue a touch
@@ -28,22 +28,6 @@ void ts_session_revoke_all(ts_req *r, const char *sub, size_t sub_len, const uin
  * the first), and `next` when more may follow. */
 void ts_session_list(ts_req *r, const char *sub, size_t sub_len, size_t limit,
                      const uint8_t *after);
-
-/* A new session, prepared on the loop thread, written by the writer (ts_session_put_new). */
-typedef struct ts_session_new {
-  uint8_t sid[TS_SID_BYTES]; /* secret: ts_session_new_wipe */
-  uint8_t hash[TS_HASH_BYTES];
-  uint8_t handle[TS_HANDLE_BYTES];
-  uint8_t *rec; /* encoded record (owned) */
-  size_t rec_len;
-  int64_t expires_at, idle_expires_at;
-} ts_session_new;
-
-int ts_session_prepare(ts_session_new *n, const char *sub, size_t sub_len, int64_t now,
-                       int64_t ttl, int64_t idle_ttl, const msgpack_object *data,
-                       const ts_param_value *ip, const ts_param_value *ua);
-void ts_session_new_wipe(ts_session_new *n);
-int ts_session_put_new(ts_txn *t, const ts_session_new *n);
 
 /* Creates a session for sub and replies with the create shape once it is durable (used by
  * session.exchange too). data, ip, ua may be NULL. */

@@ -14,7 +14,6 @@
 #include "keyring.h"
 #include "log.h"
 #include "params.h"
-#include "revocations.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -97,19 +96,15 @@ int ts_token_check_ours(ts_domain *d, const char *tok, size_t len, const char *t
   return rc == 0 ? 0 : rc == TS_EEXPIRED ? TS_EEXPIRED : TS_EUNAUTHENTICATED;
 }
 
-int ts_token_revocation_check(ts_txn *t, const json_t *claims, int64_t now) {
-  const char *jti = json_string_value(json_object_get(claims, "jti"));
-  const char *fam = json_string_value(json_object_get(claims, "fam"));
+ts_claims_ref ts_token_claims_ref(const json_t *claims) {
   const json_t *sub = json_object_get(claims, "sub");
-  int rc = jti ? ts_revoked_get(t, 'j', jti, strlen(jti), now) : TS_ENOTFOUND;
-  if (rc == TS_ENOTFOUND && fam) rc = ts_revoked_get(t, 'f', fam, strlen(fam), now);
-  if (rc == TS_ENOTFOUND && json_is_string(sub)) {
-    int64_t before;
-    rc = ts_cutoff_get(t, json_string_value(sub), json_string_length(sub), now, &before);
-    if (rc == 0 && json_integer_value(json_object_get(claims, "iat")) > before) rc = TS_ENOTFOUND;
-  }
-  if (rc == 0) return TS_EREVOKED;
-  return rc == TS_ENOTFOUND ? 0 : rc;
+  return (ts_claims_ref){
+      .jti = json_string_value(json_object_get(claims, "jti")),
+      .fam = json_string_value(json_object_get(claims, "fam")),
+      .sub = json_string_value(sub),
+      .sub_len = json_string_length(sub),
+      .iat = json_integer_value(json_object_get(claims, "iat")),
+  };
 }
 
 /* ---- params shared by token.issue and token.pair --------------------------------------- */

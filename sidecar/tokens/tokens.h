@@ -6,7 +6,7 @@
 #include "domain.h"
 #include "params.h"
 #include "server.h"
-#include "store.h"
+#include "backend.h"
 
 #include <jansson.h>
 
@@ -45,9 +45,9 @@ int ts_token_check(ts_domain *d, const char *tok, size_t len, const char *typ, c
 int ts_token_check_ours(ts_domain *d, const char *tok, size_t len, const char *typ, int64_t now,
                         json_t **claims);
 
-/* The revocation list's verdict on verified claims (jti, fam, the sub's cut-off): 0 or
- * TS_EREVOKED (or a store error). */
-int ts_token_revocation_check(ts_txn *t, const json_t *claims, int64_t now);
+/* What the revocation list is asked about verified claims (jti, fam, sub and iat for the
+ * sub's cut-off): the backend's revocation_check and consume take it. Points into claims. */
+ts_claims_ref ts_token_claims_ref(const json_t *claims);
 
 /* Parses the aud / scope / claims params shared by token.issue and token.pair into spec
  * (spec->aud and spec->extra become new references the caller releases). false: already

@@ -30,6 +30,7 @@
  * FUZZ_LOG=debug|info|warn|error writes the daemon's log lines to stderr (default: none). */
 #include "fuzz.h"
 
+#include "backend.h"
 #include "config.h"
 #include "domain.h"
 #include "error.h"
@@ -69,6 +70,7 @@ typedef struct peer {
 } peer;
 
 static void on_keys_changed(void *ctx, int64_t version) { ts_events_keys(ctx, version); }
+static void on_published(void *ctx, ts_feed_pos last) { ts_events_published(ctx, last); }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
@@ -114,6 +116,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   server.started_ms = uv_now(&loop);
   domain.keys.on_change = on_keys_changed;
   domain.keys.on_change_ctx = &server;
+  domain.backend->on_published = on_published;
+  domain.backend->published_ctx = &server;
   atexit(teardown);
   return 0;
 }

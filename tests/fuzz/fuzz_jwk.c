@@ -1,4 +1,4 @@
-/* tests/fuzz/fuzz_jwk.c: JWK import (sidecar/keyring.h, ts_keyring_jwk_import).
+/* tests/fuzz/fuzz_jwk.c: JWK import (sidecar/keyring/keyring.h, ts_keyring_jwk_import).
  *
  * The input is the text of a .jwk file (the keyring reads at most TS_KEYRING_FILE_MAX bytes).
  * Properties: the result is 0 or TS_ECONFIG with a reason (never TS_ECONFIG without one);

@@ -1,5 +1,5 @@
 /* tests/integration/test_flood.c: revocation floods cannot crowd out real revocations
- * (sidecar/store.h, the reserve tiers).
+ * (sidecar/store/lmdb/store.h, the reserve tiers).
  *
  * Anyone on the socket can make up revocations: token.revoke {jti, exp} of any id,
  * user.revoke of any sub. A flood of them must not fill the store past the point where the

@@ -16,7 +16,7 @@ void tf_daemon_signer(const td_daemon *d, tf_signer *s) {
   TT_ASSERT(sodium_init() >= 0);
   ts_keyring *kr = NULL;
   char err[512] = "";
-  int rc = ts_keyring_open(&kr, d->keys, 0, (int64_t)time(NULL), err, sizeof(err));
+  int rc = ts_keyring_load(&kr, d->keys, 0, (int64_t)time(NULL), err, sizeof(err));
   TT_ASSERT_MSG(rc == 0, "open %s: %s", d->keys, err);
   const ts_key *k = ts_keyring_active(kr);
   TT_ASSERT(k != NULL && k->has_sk);

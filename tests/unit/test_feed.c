@@ -1,4 +1,4 @@
-/* tests/unit/test_feed.c: the revocation feed's store half and its cursors (sidecar/feed.h),
+/* tests/unit/test_feed.c: the revocation feed's store half and its cursors (sidecar/store/lmdb/feed.h),
  * on a real LMDB store in a temp dir, without the daemon: sequence numbers rise densely in
  * commit order and roll back with their operation; a reader positioned at a snapshot's latest
  * seq gets exactly what later commits add (the seam: nothing twice, nothing skipped); reads
@@ -73,7 +73,7 @@ static uint64_t read_all(ts_store *s, uint64_t after, int64_t now, size_t chunk,
     TT_EQ_INT(ts_feed_read(t, after, now, e, chunk, &n, &last, &more), 0);
     ts_store_abort(t);
     for (size_t i = 0; i < n; i++) {
-      TT_ASSERT(e[i].seq > after && e[i].seq <= last);
+      TT_ASSERT(e[i].pos.major > after && e[i].pos.major <= last);
       strncat(out, e[i].id, cap - strlen(out) - 2);
       strcat(out, ",");
     }

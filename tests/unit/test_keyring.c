@@ -92,14 +92,14 @@ static void set_mtime(const char *name, time_t t) {
 
 static ts_keyring *open_ok(int writable, int64_t now) {
   ts_keyring *kr = NULL;
-  int rc = ts_keyring_open(&kr, g_dir, writable, now, g_err, sizeof(g_err));
-  TT_ASSERT_MSG(rc == 0, "ts_keyring_open: %d %s", rc, g_err);
+  int rc = ts_keyring_load(&kr, g_dir, writable, now, g_err, sizeof(g_err));
+  TT_ASSERT_MSG(rc == 0, "ts_keyring_load: %d %s", rc, g_err);
   return kr;
 }
 
 static int open_fails(int writable) {
   ts_keyring *kr = (ts_keyring *)1;
-  int rc = ts_keyring_open(&kr, g_dir, writable, 0, g_err, sizeof(g_err));
+  int rc = ts_keyring_load(&kr, g_dir, writable, 0, g_err, sizeof(g_err));
   TT_ASSERT(rc != 0 && kr == NULL);
   return rc;
 }

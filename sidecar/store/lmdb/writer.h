@@ -1,4 +1,4 @@
-/* sidecar/writer.h: the writer thread: every durable write goes through it (group commit).
+/* sidecar/store/lmdb/writer.h: the writer thread: every durable write goes through it (group commit).
  *
  * The loop thread submits ts_write operations; the writer takes every queued operation (up to a
  * batch limit), applies them in submission order inside one write transaction (each in its own

@@ -1,4 +1,4 @@
-/* sidecar/tokens/families.c: refresh-token families in the store (see families.h).
+/* sidecar/store/lmdb/families.c: refresh-token families in the store (see families.h).
  *
  * A family record is JSON; its expiry index entry follows its exp (plus the leeway), moved on
  * every rotation. Revoking a family deletes the record and lists its id in the revocation

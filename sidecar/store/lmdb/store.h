@@ -1,8 +1,8 @@
-/* sidecar/store.h: the storage interface the domain code calls.
+/* sidecar/store/lmdb/store.h: the LMDB backend's tables and transactions.
  *
  * A store is a set of named tables of byte keys -> byte values, read and written in
- * transactions. LMDB is the implementation today (store_lmdb.c); the domain code (sessions,
- * tokens) only sees this interface so another backend can sit beside it.
+ * transactions (store_lmdb.c). Only the LMDB backend's files use it: the domain code sees the
+ * operations of store/backend.h.
  *
  * Threads and transactions:
  *   - Any thread may open a read transaction (a snapshot); it must end on the thread that

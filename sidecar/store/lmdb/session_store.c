@@ -1,4 +1,4 @@
-/* sidecar/sessions/session_store.c: sessions as the store holds them (see session_store.h).
+/* sidecar/store/lmdb/session_store.c: sessions as the store holds them (see session_store.h).
  *
  * A record is a fixed head (version, lengths, times, handle) followed by sub, ip, ua and the
  * data map, in the host's byte order. Every change keeps the four tables (sessions, handles,
@@ -11,97 +11,6 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define REC_VERSION 1u
-
-typedef struct rec_head {
-  uint32_t version;
-  uint16_t sub_len, ip_len, ua_len, data_len;
-  int64_t created_at, expires_at, last_seen_at, idle_ttl;
-  uint8_t handle[TS_HANDLE_BYTES];
-} rec_head;
-
-int64_t ts_session_idle_expires_at(const ts_session_rec *r) {
-  int64_t idle = r->last_seen_at + r->idle_ttl;
-  return idle < r->expires_at ? idle : r->expires_at;
-}
-
-bool ts_session_alive(const ts_session_rec *r, int64_t now) {
-  return now < ts_session_idle_expires_at(r);
-}
-
-void ts_session_hash(const uint8_t sid[TS_SID_BYTES], uint8_t hash[TS_HASH_BYTES]) {
-  crypto_generichash(hash, TS_HASH_BYTES, sid, TS_SID_BYTES, NULL, 0);
-}
-
-bool ts_session_sid_decode(const char *s, size_t len, uint8_t sid[TS_SID_BYTES]) {
-  size_t out_len = 0;
-  const char *end = NULL;
-  if (len != TS_SID_CHARS) return false;
-  if (sodium_base642bin(sid, TS_SID_BYTES, s, len, NULL, &out_len, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-    return false;
-  if (out_len != TS_SID_BYTES || end != s + len) return false;
-  /* Canonical form only: the unused low bits of the last char must be zero. */
-  char again[TS_SID_CHARS + 1];
-  sodium_bin2base64(again, sizeof(again), sid, TS_SID_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  return memcmp(again, s, TS_SID_CHARS) == 0;
-}
-
-bool ts_session_handle_decode(const char *s, size_t len, uint8_t handle[TS_HANDLE_BYTES]) {
-  size_t n = 0;
-  const char *end = NULL;
-  char again[TS_HANDLE_CHARS + 1];
-  if (len != TS_HANDLE_CHARS ||
-      sodium_base642bin(handle, TS_HANDLE_BYTES, s, len, NULL, &n, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      n != TS_HANDLE_BYTES || end != s + len)
-    return false;
-  sodium_bin2base64(again, sizeof(again), handle, TS_HANDLE_BYTES,
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  return memcmp(again, s, TS_HANDLE_CHARS) == 0;
-}
-
-uint8_t *ts_session_encode(const ts_session_rec *r, size_t *len) {
-  if (r->sub_len > UINT16_MAX || r->ip_len > UINT16_MAX || r->ua_len > UINT16_MAX ||
-      r->data_len > UINT16_MAX)
-    return NULL;
-  rec_head h = {REC_VERSION, (uint16_t)r->sub_len, (uint16_t)r->ip_len, (uint16_t)r->ua_len,
-                (uint16_t)r->data_len, r->created_at, r->expires_at, r->last_seen_at, r->idle_ttl,
-                {0}};
-  memcpy(h.handle, r->handle, TS_HANDLE_BYTES);
-  size_t n = sizeof(h) + r->sub_len + r->ip_len + r->ua_len + r->data_len;
-  uint8_t *buf = malloc(n);
-  if (!buf) return NULL;
-  uint8_t *p = buf;
-  memcpy(p, &h, sizeof(h)), p += sizeof(h);
-  if (r->sub_len) memcpy(p, r->sub, r->sub_len), p += r->sub_len;
-  if (r->ip_len) memcpy(p, r->ip, r->ip_len), p += r->ip_len;
-  if (r->ua_len) memcpy(p, r->ua, r->ua_len), p += r->ua_len;
-  if (r->data_len) memcpy(p, r->data, r->data_len);
-  *len = n;
-  return buf;
-}
-
-bool ts_session_decode(const uint8_t *buf, size_t len, ts_session_rec *r) {
-  rec_head h;
-  if (len < sizeof(h)) return false;
-  memcpy(&h, buf, sizeof(h));
-  if (h.version != REC_VERSION ||
-      len != sizeof(h) + (size_t)h.sub_len + h.ip_len + h.ua_len + h.data_len)
-    return false;
-  const uint8_t *p = buf + sizeof(h);
-  r->created_at = h.created_at;
-  r->expires_at = h.expires_at;
-  r->last_seen_at = h.last_seen_at;
-  r->idle_ttl = h.idle_ttl;
-  memcpy(r->handle, h.handle, TS_HANDLE_BYTES);
-  r->sub = (const char *)p, r->sub_len = h.sub_len, p += h.sub_len;
-  r->ip = (const char *)p, r->ip_len = h.ip_len, p += h.ip_len;
-  r->ua = (const char *)p, r->ua_len = h.ua_len, p += h.ua_len;
-  r->data = p, r->data_len = h.data_len;
-  return true;
-}
 
 size_t ts_expiry_key(uint8_t out[TS_EXPIRY_KEY_MAX], int64_t at, char kind, const void *key,
                      size_t klen) {

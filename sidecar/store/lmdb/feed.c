@@ -1,4 +1,4 @@
-/* sidecar/feed.c: the revocation feed table and its cursors (see feed.h). */
+/* sidecar/store/lmdb/feed.c: the revocation feed table and its cursors (see feed.h). */
 #include "feed.h"
 
 #include "error.h"
@@ -18,15 +18,6 @@ static uint64_t be64_get(const uint8_t *p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
   return v;
-}
-
-const char *ts_feed_kind_name(char kind) {
-  switch (kind) {
-  case 'j': return "jti";
-  case 'f': return "family";
-  case 's': return "sub";
-  default: return NULL;
-  }
 }
 
 static int meta_u64(ts_txn *t, const char *key, uint64_t *v, bool *found) {
@@ -100,7 +91,7 @@ int ts_feed_append(ts_txn *t, uint64_t *last, char kind, const char *id, size_t 
 
 static bool decode(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, ts_feed_entry *e) {
   if (kl != 8 || vl < VALUE_HEAD || vl > VALUE_HEAD + TS_FEED_ID_MAX) return false;
-  e->seq = be64_get(k);
+  e->pos = (ts_feed_pos){be64_get(k), 0};
   e->kind = (char)v[0];
   e->until = (int64_t)be64_get(v + 1);
   e->before = (int64_t)be64_get(v + 9);
@@ -135,7 +126,7 @@ int ts_feed_read(ts_txn *t, uint64_t after, int64_t now, ts_feed_entry *out, siz
       if (kl == 8) *last = be64_get(k); /* a damaged entry is skipped, not a stop */
       continue;
     }
-    *last = e->seq;
+    *last = e->pos.major;
     if (e->until >= now) (*n)++;
   }
   ts_cursor_close(c);

@@ -1,4 +1,4 @@
-/* sidecar/store_lmdb.c: the store on LMDB (one environment, one named database per table).
+/* sidecar/store/lmdb/store_lmdb.c: the store on LMDB (one environment, one named database per table).
  *
  * Size: the map is set to --max-store-bytes at open. That reserves address space only; the file
  * grows page by page as data is written, so "growing the map" is LMDB's own file growth, and

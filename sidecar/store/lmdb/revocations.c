@@ -1,4 +1,4 @@
-/* sidecar/tokens/revocations.c: the revocation list and user cut-offs in the store (see
+/* sidecar/store/lmdb/revocations.c: the revocation list and user cut-offs in the store (see
  * revocations.h).
  *
  * Keys are kind | id and sub, values big-endian times; each entry also has an expiry index

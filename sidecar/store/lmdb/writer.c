@@ -1,4 +1,4 @@
-/* sidecar/writer.c: see writer.h. Two lists cross threads, each under its own mutex:
+/* sidecar/store/lmdb/writer.c: see writer.h. Two lists cross threads, each under its own mutex:
  * `queue` (loop -> writer) and `done` (writer -> loop). Nothing else is shared; operations
  * are touched by one thread at a time, handed over with the lists.
  *

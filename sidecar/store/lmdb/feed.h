@@ -1,4 +1,4 @@
-/* sidecar/feed.h: the revocation feed as the store holds it, with cursors (PROTOCOL.md
+/* sidecar/store/lmdb/feed.h: the revocation feed as the store holds it, with cursors (PROTOCOL.md
  * "events").
  *
  * Every revocation a write operation records is also appended to the feed table under a
@@ -22,29 +22,14 @@
 #ifndef TS_FEED_H
 #define TS_FEED_H
 
+#include "backend.h"
 #include "store.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define TS_CURSOR_CHARS 32
-#define TS_FEED_ID_MAX 256
-
-/* Entry kinds: 'j' a jti ("jti"), 'f' a refresh family ("family"), 's' a sub cut off by
- * user.revoke ("sub", with before). Sessions are not in the feed: only the daemon validates
- * them, and revoking one stays a pure delete, which a full store or disk can always take. */
-typedef struct ts_feed_entry {
-  uint64_t seq;
-  char kind;
-  int64_t until;  /* in force through this second */
-  int64_t before; /* kind 's': the cut-off */
-  char id[TS_FEED_ID_MAX + 1];
-  size_t id_len;
-} ts_feed_entry;
-
-/* The protocol's name of a kind ("jti", ...), or NULL for an unknown letter. */
-const char *ts_feed_kind_name(char kind);
+#define TS_CURSOR_CHARS 32 /* this backend's cursors: store id and seq, in hex */
 
 /* Ensures the store has a store id (a new one when missing or made for another data file).
  * Returns 0 or TS_E*. */

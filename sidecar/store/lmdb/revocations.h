@@ -1,4 +1,4 @@
-/* sidecar/tokens/revocations.h: the revocation list, as the store holds it.
+/* sidecar/store/lmdb/revocations.h: the revocation list, as the store holds it.
  *
  *   revoked[kind | id] = be64 until      kind 'j': a token's jti (revoked, or a single-use
  *                                        token consumed), 'f': a refresh family

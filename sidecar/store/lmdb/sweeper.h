@@ -1,4 +1,4 @@
-/* sidecar/sweeper.h: the TTL sweeper thread.
+/* sidecar/store/lmdb/sweeper.h: the TTL sweeper thread.
  *
  * Every --sweep-interval it walks the expiry index in time order and deletes what has expired
  * (sessions now; revocations, consumed tokens and families as they are added), in small

@@ -1,4 +1,4 @@
-/* sidecar/tokens/families.h: refresh-token families, as the store holds them.
+/* sidecar/store/lmdb/families.h: refresh-token families, as the store holds them.
  *
  *   families[fam] = JSON {sub, aud?, scope?, claims?, access_ttl, refresh_ttl, kid,
  *                         current, access, previous, rotated_at, exp, generation,
@@ -16,13 +16,13 @@
 #ifndef TS_FAMILIES_H
 #define TS_FAMILIES_H
 
+#include "backend.h"
 #include "store.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TS_FAMILY_ID_CHARS 22
 
 /* *rec: a new reference. TS_ENOTFOUND when there is no such (live) family. */
 int ts_family_get(ts_txn *t, const char *fam, json_t **rec);

@@ -1,4 +1,4 @@
-/* sidecar/sweeper.c: see sweeper.h. Design after Redis' expire cycle: bounded work per step,
+/* sidecar/store/lmdb/sweeper.c: see sweeper.h. Design after Redis' expire cycle: bounded work per step,
  * a time budget, and no step that holds the write lock for long.
  * Only `stopping` (under lock) and the stats (atomics) are shared with other threads. */
 #include "sweeper.h"
