@@ -10,7 +10,7 @@
 
 #include "error.h"
 #include "log.h"
-#include "stats_list.h"
+#include "domain.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +80,7 @@ static bool ready(ts_backend *base) {
   return b->cmd.state == RB_UP && b->feed.state == RB_UP;
 }
 
-static void stats(ts_backend *base, struct ts_stat_list *l) {
+static void stats(ts_backend *base, ts_stat_list *l) {
   rb *b = (rb *)base;
   ts_stat_add(l, "store_up", ready(base) ? 1 : 0);
   ts_stat_add(l, "redis_reconnects", b->counters.reconnects);
@@ -145,6 +145,7 @@ int ts_backend_redis_open(ts_backend **out, const ts_config *cfg, void *uv_loop)
   rb_conn_init(&b->feed, b->loop, &b->url, "feed", timeout, &b->counters);
   b->open_conns = 2;
   b->cmd.load_functions = true;
+  b->feed.weak = true; /* its XREAD BLOCK owes no completion: never holds the loop */
   b->cmd.cb_ctx = b->feed.cb_ctx = b;
   b->cmd.on_up = on_cmd_up;
   b->feed.on_up = rb_feed_reader_up;

@@ -256,6 +256,8 @@ static void connected_to(rb_conn *c, redisAsyncContext *ac) {
   }
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  /* An idle connection never holds the loop: only the deadline timer of an owed reply does. */
+  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   c->ac = ac;
   c->state = RB_CONNECTING;
   c->drop_wanted = false;
@@ -282,6 +284,7 @@ static void connected_to(rb_conn *c, redisAsyncContext *ac) {
 
 static void on_master(void *ctx, const rb_addr *master) {
   rb_conn *c = ctx;
+  c->resolving = NULL;
   if (c->state != RB_CONNECTING || c->ac) return; /* closed meanwhile */
   if (!master) {
     went_down(c, "no sentinel knows the master");
@@ -294,7 +297,7 @@ static void connect_now(rb_conn *c) {
   const rb_url *u = c->url;
   if (u->mode == RB_SENTINEL) {
     c->state = RB_CONNECTING;
-    rb_sentinel_resolve(c->loop, u, c->timeout_ms, on_master, c);
+    c->resolving = rb_sentinel_resolve(c->loop, u, c->timeout_ms, on_master, c);
     return;
   }
   connected_to(c, u->mode == RB_UNIX ? redisAsyncConnectUnix(u->path)
@@ -312,11 +315,15 @@ void rb_conn_init(rb_conn *c, uv_loop_t *loop, const rb_url *url, const char *na
   c->state = RB_DOWN;
   uv_timer_init(loop, &c->deadline);
   uv_timer_init(loop, &c->retry);
+  uv_unref((uv_handle_t *)&c->retry);
   c->deadline.data = c->retry.data = c;
   c->open_handles = 2;
 }
 
-void rb_conn_start(rb_conn *c) { connect_now(c); }
+void rb_conn_start(rb_conn *c) {
+  if (c->weak) uv_unref((uv_handle_t *)&c->deadline);
+  connect_now(c);
+}
 
 static void on_timer_closed(uv_handle_t *h) {
   rb_conn *c = h->data;
@@ -328,6 +335,8 @@ void rb_conn_close(rb_conn *c) {
   enum rb_state was = c->state;
   c->state = RB_CLOSED;
   redisAsyncContext *ac = c->ac;
+  if (c->resolving) rb_sentinel_cancel(c->resolving);
+  c->resolving = NULL;
   fail_all(c);
   c->ac = NULL;
   if (ac) {

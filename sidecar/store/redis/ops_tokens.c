@@ -11,6 +11,7 @@
 
 #include "error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +27,7 @@ typedef struct top {
   void *ctx;
   int64_t now, iat;
   bool has[3];
+  char fam[TS_FAMILY_ID_CHARS + 8]; /* family ops: named in the record handed back */
 } top;
 
 static top *top_new(rb *b, void *ctx) {
@@ -76,6 +78,7 @@ static void on_family(void *ctx, redisReply *r) {
   json_t *rec = NULL;
   if (rc == 0 && (r->elements < 2 || !(rec = family_from(r->element[1])))) rc = TS_EUNAVAILABLE;
   if (rc == TS_EREUSED && r->elements >= 3) rb_published(o->b, r->element[2]);
+  if (rec) json_object_set_new(rec, "id", json_string(o->fam)); /* backend.h: rec names it */
   o->fn.family(o->ctx, rc, rec);
   json_decref(rec);
   free(o);
@@ -109,6 +112,7 @@ static void family_create(ts_backend *base, const char *fam, const json_t *rec, 
   o->t.fn.family = done;
   o->user_ctx = ctx;
   o->rec = json_deep_copy(rec);
+  if (o->rec) json_object_set_new(o->rec, "id", json_string(fam));
   rb_args a;
   fcall(&a, "ts_family_create", 2);
   char k[RB_KEY_MAX];
@@ -122,13 +126,15 @@ static void family_create(ts_backend *base, const char *fam, const json_t *rec, 
   const json_t *v;
   json_object_foreach((json_t *)rec, name, v) {
     if (nv == 32) break;
+    if (strcmp(name, "id") == 0) continue; /* the key names it */
     vals[nv] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!vals[nv]) break;
     rb_arg(&a, name, strlen(name));
     rb_arg(&a, vals[nv], strlen(vals[nv]));
     nv++;
   }
-  if (nv != (int)json_object_size(rec) || !o->rec) a.overflow = true;
+  if (nv != (int)json_object_size(rec) - (json_object_get(rec, "id") ? 1 : 0) || !o->rec)
+    a.overflow = true;
   rb_send(b, &a, on_created, o);
   for (int i = 0; i < nv; i++) free(vals[i]);
 }
@@ -142,6 +148,7 @@ static void family_refresh(ts_backend *base, const ts_refresh_in *in, ts_family_
     return;
   }
   o->fn.family = done;
+  snprintf(o->fam, sizeof(o->fam), "%s", in->fam);
   rb_args a;
   fcall(&a, "ts_family_refresh", 8);
   char k[RB_KEY_MAX];

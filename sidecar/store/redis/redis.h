@@ -77,6 +77,8 @@ struct rb_conn {
   const char *name;          /* "commands" | "feed", for logs */
   int64_t timeout_ms;
   bool load_functions;       /* FUNCTION LOAD REPLACE at connect (the commands connection) */
+  bool weak;                 /* its requests never hold the loop (the feed reader) */
+  void *resolving;           /* a Sentinel lookup in flight (sentinel.c), or NULL */
   redisAsyncContext *ac;
   enum rb_state state;
   rb_req *head, *tail;       /* pending, in send order (replies come back in that order) */
@@ -110,9 +112,11 @@ void rb_conn_close(rb_conn *c);
 /* ---- sentinel.c ----------------------------------------------------------------------------- */
 
 /* Asks the sentinels in turn (each with the deadline) for the master's address; calls done
- * with it, or with NULL when none answered. */
-void rb_sentinel_resolve(uv_loop_t *loop, const rb_url *url, int64_t timeout_ms,
-                         void (*done)(void *ctx, const rb_addr *master), void *ctx);
+ * with it, or with NULL when none answered. Never holds the loop (unref'd). */
+void *rb_sentinel_resolve(uv_loop_t *loop, const rb_url *url, int64_t timeout_ms,
+                          void (*done)(void *ctx, const rb_addr *master), void *ctx);
+/* done will not be called (the connection closes); the lookup ends on its own. */
+void rb_sentinel_cancel(void *resolving);
 
 /* ---- codec.c -------------------------------------------------------------------------------- */
 

@@ -34,7 +34,7 @@ static void ask_next(resolve *r);
 static void on_closed(uv_handle_t *h) { free(h->data); }
 
 static void finish(resolve *r) {
-  r->done(r->ctx, r->have ? &r->master : NULL);
+  if (r->done) r->done(r->ctx, r->have ? &r->master : NULL);
   uv_close((uv_handle_t *)&r->timer, on_closed);
 }
 
@@ -99,6 +99,7 @@ static void ask_next(resolve *r) {
   }
   ac->data = r;
   r->ac = ac;
+  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", r->url->master};
@@ -111,12 +112,14 @@ static void ask_next(resolve *r) {
   uv_timer_start(&r->timer, on_timer, (uint64_t)r->timeout_ms, 0); /* the deadline */
 }
 
-void rb_sentinel_resolve(uv_loop_t *loop, const rb_url *url, int64_t timeout_ms,
-                         void (*done)(void *ctx, const rb_addr *master), void *ctx) {
+void rb_sentinel_cancel(void *resolving) { ((resolve *)resolving)->done = NULL; }
+
+void *rb_sentinel_resolve(uv_loop_t *loop, const rb_url *url, int64_t timeout_ms,
+                          void (*done)(void *ctx, const rb_addr *master), void *ctx) {
   resolve *r = calloc(1, sizeof(*r));
   if (!r) {
     done(ctx, NULL);
-    return;
+    return NULL;
   }
   r->loop = loop;
   r->url = url;
@@ -125,5 +128,7 @@ void rb_sentinel_resolve(uv_loop_t *loop, const rb_url *url, int64_t timeout_ms,
   r->ctx = ctx;
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
+  uv_unref((uv_handle_t *)&r->timer);
   ask_next(r);
+  return r;
 }
