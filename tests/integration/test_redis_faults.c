@@ -194,7 +194,7 @@ static void redis_absent_at_start_is_waited_for(void) {
     usleep(10000);
   }
   tc_expect_valid(c, sid);
-  TT_EQ_INT(tc_stat(c, "store_up"), 1);
+  TT_EQ_INT(tc_wait_stat(c, "store_up", true, 1, 10000), 1); /* the feed connection too */
   tessera_close(c);
   tc_stop_clean(&d);
   td_cleanup(&d);

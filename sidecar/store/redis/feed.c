@@ -75,7 +75,7 @@ static bool hex_u64(const char *s, size_t n, uint64_t *v) {
 
 /* "r<8 hex>-<hex>-<hex>" into its store id and position. */
 static bool cursor_parse(const char *s, size_t len, char id[9], ts_feed_pos *pos) {
-  if (len < 14 || len > TS_CURSOR_MAX || s[0] != 'r' || s[9] != '-') return false;
+  if (len < 13 || len > TS_CURSOR_MAX || s[0] != 'r' || s[9] != '-') return false;
   for (int i = 0; i < 8; i++) {
     char ch = s[1 + i];
     if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
