@@ -62,18 +62,71 @@ void rb_arg_minid(rb_args *a, const rb *b) {
   rb_arg_int(a, ms > 0 ? ms : 0);
 }
 
+typedef struct counted_call {
+  rb *b;
+  rb_reply_fn fn;
+  void *ctx;
+} counted_call;
+
+/* "s=<n> f=<n> r=<n>": the gauges. */
+static bool note_gauges(rb *b, const redisReply *s) {
+  unsigned long long n[3];
+  char buf[96];
+  if (s->type != REDIS_REPLY_STRING || s->len >= sizeof(buf)) return false;
+  memcpy(buf, s->str, s->len + 1);
+  if (sscanf(buf, "s=%llu f=%llu r=%llu", &n[0], &n[1], &n[2]) != 3) return false;
+  b->sessions = n[0], b->families = n[1], b->revocations = n[2];
+  return true;
+}
+
+static void note_sessions(rb *b, const redisReply *r) {
+  if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0)
+    note_gauges(b, r->element[r->elements - 1]);
+}
+
+static void on_counted(void *ctx, redisReply *r) {
+  counted_call *c = ctx;
+  note_sessions(c->b, r);
+  c->fn(c->ctx, r);
+  free(c);
+}
+
 void rb_send(rb *b, rb_args *a, rb_reply_fn fn, void *ctx) {
   if (a->overflow) { /* a bug, not a state of Redis: never sent half */
     ts_log(TS_LOG_ERROR, "redis: a command's arguments did not fit", NULL);
     fn(ctx, NULL);
     return;
   }
-  rb_command(&b->cmd, fn, ctx, a->n, a->v, a->l, 0);
+  counted_call *c = malloc(sizeof(*c));
+  if (!c) {
+    fn(ctx, NULL);
+    return;
+  }
+  *c = (counted_call){b, fn, ctx};
+  rb_command(&b->cmd, on_counted, c, a->n, a->v, a->l, 0);
+}
+
+static void on_gauge(void *ctx, redisReply *r) {
+  rb *b = ctx;
+  if (r && note_gauges(b, r)) b->counted = true;
 }
 
 /* ---- state ---------------------------------------------------------------------------------- */
 
-static void on_cmd_up(void *ctx) { rb_feed_head_refresh(ctx); }
+static void on_gauge(void *ctx, redisReply *r);
+
+/* Sends a recount of the sessions gauge (the reply updates it). */
+static void recount(rb *b) {
+  char now[24];
+  int n = snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+  rb_command(&b->cmd, on_gauge, b, 4, (const char *[]){"FCALL_RO", "ts_gauges", "0", now},
+             (size_t[]){8, 9, 1, (size_t)n}, 0);
+}
+
+static void on_cmd_up(void *ctx) {
+  rb_feed_head_refresh(ctx);
+  recount(ctx);
+}
 
 static bool ready(ts_backend *base) {
   rb *b = (rb *)base;
@@ -82,6 +135,13 @@ static bool ready(ts_backend *base) {
 
 static void stats(ts_backend *base, ts_stat_list *l) {
   rb *b = (rb *)base;
+  /* Sessions, families, revocations: as the last write counted them (exact after this
+   * sidecar's own writes); a recount is sent for the next call (others' writes, expiry). The
+   * other LMDB gauges (expiry_index, store_bytes, swept...) have no Redis meaning. */
+  ts_stat_add(l, "sessions", b->sessions);
+  ts_stat_add(l, "families", b->families);
+  ts_stat_add(l, "revocations", b->revocations);
+  if (!b->closing) recount(b);
   ts_stat_add(l, "store_up", ready(base) ? 1 : 0);
   ts_stat_add(l, "redis_reconnects", b->counters.reconnects);
   ts_stat_add(l, "redis_timeouts", b->counters.timeouts);
@@ -159,7 +219,7 @@ int ts_backend_redis_open(ts_backend **out, const ts_config *cfg, void *uv_loop)
   if (w) {
     uv_timer_init(b->loop, &w->t);
     uv_timer_start(&w->t, on_open_timer, OPEN_WAIT_MS, 0);
-    while (!w->expired && !(ready(&b->base) && b->store_id[0])) uv_run(b->loop, UV_RUN_ONCE);
+    while (!w->expired && !(ready(&b->base) && b->store_id[0] && b->counted)) uv_run(b->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&w->t, on_open_timer_closed);
   }
   if (!ready(&b->base))

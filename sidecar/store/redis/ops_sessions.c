@@ -144,6 +144,9 @@ static void session_touch(ts_backend *base, const uint8_t hash[TS_HASH_BYTES], i
   char k[RB_KEY_MAX];
   rb_arg_copy(&a, k, rb_key_session(k, hash));
   rb_arg_int(&a, at);
+  char hex[2 * TS_HASH_BYTES + 1];
+  rb_hex(hex, hash, TS_HASH_BYTES);
+  rb_arg_copy(&a, hex, strlen(hex));
   rb_send(b, &a, on_ignored, NULL);
 }
 
@@ -181,6 +184,8 @@ static void session_rotate(ts_backend *base, const uint8_t hash[TS_HASH_BYTES],
   rb_hex(hex, new_hash, TS_HASH_BYTES);
   rb_arg_copy(&a, hex, strlen(hex));
   rb_arg_int(&a, now);
+  rb_hex(hex, hash, TS_HASH_BYTES);
+  rb_arg_copy(&a, hex, strlen(hex));
   rb_send(b, &a, on_rotate, o);
 }
 

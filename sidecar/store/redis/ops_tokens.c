@@ -120,6 +120,7 @@ static void family_create(ts_backend *base, const char *fam, const json_t *rec, 
   rb_arg_copy(&a, k, rb_key_user(k, json_string_value(sub), json_string_length(sub), "f"));
   rb_arg_copy(&a, fam, strlen(fam));
   rb_arg_int(&a, leeway);
+  rb_arg_int(&a, (int64_t)time(NULL)); /* for the gauges only */
   char *vals[32];
   int nv = 0;
   const char *name;
@@ -206,6 +207,7 @@ static void family_revoke(ts_backend *base, const char *fam, int64_t until, int6
   rb_arg_int(&a, until);
   rb_arg_int(&a, leeway);
   rb_arg_minid(&a, b);
+  rb_arg_int(&a, (int64_t)time(NULL)); /* for the gauges only */
   rb_send(b, &a, on_announced_count, o);
 }
 
@@ -229,6 +231,7 @@ static void revoke_jti(ts_backend *base, const char *jti, int64_t until, bool pr
   rb_arg_str(&a, jti);
   rb_arg_int(&a, until);
   rb_arg_minid(&a, b);
+  rb_arg_int(&a, (int64_t)time(NULL)); /* for the gauges only */
   rb_send(b, &a, on_announced_count, o);
 }
 

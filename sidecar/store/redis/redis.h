@@ -151,6 +151,9 @@ typedef struct rb {
   rb_conn cmd, feed;
   rb_counters counters;
   char store_id[17];   /* from t:{rev}:id, hex; "" until the first connect */
+  bool counted;        /* sessions was read once */
+  uint64_t sessions, families, revocations; /* the gauges, as the last reply that counted
+                                               them said (tessera.lua t:{all}:*) */
   /* the feed reader */
   ts_feed_pos read_pos; /* the last stream id read */
   bool reading;
@@ -181,7 +184,8 @@ void rb_arg_copy(rb_args *a, const void *s, size_t len);
 void rb_arg_int(rb_args *a, int64_t v);
 /* The MINID before which no feed entry is in force any more (ms), as an argument. */
 void rb_arg_minid(rb_args *a, const rb *b);
-/* Sends the FCALL a holds (a->v[0] "FCALL", name, numkeys, ...). */
+/* Sends the FCALL a holds (a->v[0] "FCALL", name, numkeys, ...). A reply whose last element
+ * is "s=<n>" (functions that change sessions) updates the sessions gauge before fn runs. */
 void rb_send(rb *b, rb_args *a, rb_reply_fn fn, void *ctx);
 
 /* Adds the keys s, h, sl, sx of session n to a; fills hashhex and *packed (caller frees). */

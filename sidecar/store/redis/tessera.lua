@@ -15,6 +15,10 @@
 --   t:{c:<hex sub>}        "<before> <until>": the sub's cut-off
 --   t:{rev}:feed           STREAM of announced revocations (k kind, i id, u until, b before)
 --   t:{rev}:last, t:{rev}:trimmed, t:{rev}:id: last stream id, highest MINID applied, store id
+--   t:{all}:sessions, t:{all}:families, t:{all}:revoked  ZSETs scored by when each session,
+--                          family or revocation-list key (jti, family, cut-off) ends: the
+--                          gauges of sys.stats, returned as a last element "s=<n> f=<n> r=<n>"
+--                          by every function that changes them (and by ts_gauges)
 -- Liveness always uses the caller's `now` (ARGV), never Redis's TIME. Results are arrays
 -- whose first element is a status: 0 done, 1 not found, 2 revoked, 3 expired, 4 reused.
 -- Cluster: single-record operations declare every key in KEYS. Operations over a sub's
@@ -33,6 +37,20 @@ local function skey(hashhex) return 't:{s:' .. hashhex .. '}' end
 local function hkey(handlehex) return 't:{h:' .. handlehex .. '}' end
 local function ukey(sub, what) return 't:{u:' .. hex(sub) .. '}:' .. what end
 local function fkey(fam) return 't:{f:' .. fam .. '}' end
+local ALL, ALLF, ALLR = 't:{all}:sessions', 't:{all}:families', 't:{all}:revoked'
+
+local function gauges(now)
+  local n = {}
+  for i, k in ipairs({ALL, ALLF, ALLR}) do n[i] = redis.call('ZCOUNT', k, '(' .. now, '+inf') end
+  return string.format('s=%d f=%d r=%d', n[1], n[2], n[3])
+end
+
+-- Trims the gauges' sets to what is alive at now and appends the counts to a result.
+local function counted(res, now)
+  for _, k in ipairs({ALL, ALLF, ALLR}) do redis.call('ZREMRANGEBYSCORE', k, '-inf', now) end
+  res[#res + 1] = gauges(now)
+  return res
+end
 
 -- Extends key's expiry to at_ms unless it already lasts at least that long.
 local function extend(key, at_ms)
@@ -63,6 +81,7 @@ local function put_session(hashhex, r, now)
   local h = hex(r[6])
   redis.call('SET', skey(hashhex), cmsgpack.pack(r), 'PXAT', ms(idle_exp(r)))
   redis.call('SET', hkey(h), hashhex, 'PXAT', ms(r[3]))
+  redis.call('ZADD', ALL, idle_exp(r), hashhex)
   local sl, sx = ukey(r[7], 'sl'), ukey(r[7], 'sx')
   redis.call('ZADD', sl, 0, h)
   redis.call('ZADD', sx, r[3], h)
@@ -79,6 +98,7 @@ end
 local function del_session(hashhex, r)
   local h = hex(r[6])
   redis.call('DEL', skey(hashhex))
+  redis.call('ZREM', ALL, hashhex)
   if redis.call('GET', hkey(h)) == hashhex then redis.call('DEL', hkey(h)) end
   redis.call('ZREM', ukey(r[7], 'sl'), h)
   redis.call('ZREM', ukey(r[7], 'sx'), h)
@@ -88,30 +108,33 @@ end
 redis.register_function('ts_session_create', function(keys, args)
   local r = cmsgpack.unpack(args[2])
   put_session(args[1], r, num(args[3]))
-  return {OK}
+  return counted({OK}, num(args[3]))
 end)
 
--- KEYS: s. ARGV: at. Slides last_seen_at forward; never back.
+-- KEYS: s. ARGV: at, hashhex. Slides last_seen_at forward; never back.
 redis.register_function('ts_session_touch', function(keys, args)
   local r = get_session(keys[1])
   local at = num(args[1])
   if not r or at <= r[4] then return {NOTFOUND} end
   r[4] = at
   redis.call('SET', keys[1], cmsgpack.pack(r), 'PXAT', ms(idle_exp(r)))
+  redis.call('ZADD', ALL, 'XX', idle_exp(r), args[2])
   return {OK}
 end)
 
--- KEYS: s (old), s (new). ARGV: new hashhex, now. Returns {0, moved record}.
+-- KEYS: s (old), s (new). ARGV: new hashhex, now, old hashhex. Returns {0, moved record}.
 redis.register_function('ts_session_rotate', function(keys, args)
   local r = get_session(keys[1])
   local now = num(args[2])
   if not r or now >= idle_exp(r) then return {NOTFOUND} end
   redis.call('DEL', keys[1])
+  redis.call('ZREM', ALL, args[3])
   r[4] = now
   local v = cmsgpack.pack(r)
   redis.call('SET', keys[2], v, 'PXAT', ms(idle_exp(r)))
   redis.call('SET', hkey(hex(r[6])), args[1], 'PXAT', ms(r[3]))
-  return {OK, v}
+  redis.call('ZADD', ALL, idle_exp(r), args[1])
+  return counted({OK, v}, now)
 end)
 
 -- KEYS: s or h. ARGV: 'hash' | 'handle', hashhex | '', now. Returns {0, 1 if it was alive}.
@@ -119,13 +142,13 @@ redis.register_function('ts_session_revoke', function(keys, args)
   local hashhex = args[2]
   if args[1] == 'handle' then
     hashhex = redis.call('GET', keys[1])
-    if not hashhex then return {OK, 0} end
+    if not hashhex then return counted({OK, 0}, num(args[3])) end
   end
   local r = get_session(skey(hashhex))
-  if not r then return {OK, 0} end
+  if not r then return counted({OK, 0}, num(args[3])) end
   del_session(hashhex, r)
-  if num(args[3]) < idle_exp(r) then return {OK, 1} end
-  return {OK, 0}
+  if num(args[3]) < idle_exp(r) then return counted({OK, 1}, num(args[3])) end
+  return counted({OK, 0}, num(args[3]))
 end)
 
 -- Deletes every session of the index sl but except; returns how many were alive.
@@ -138,6 +161,7 @@ local function revoke_sessions(sl, sx, except, now)
       if r then
         if now < idle_exp(r) then n = n + 1 end
         redis.call('DEL', skey(hashhex))
+        redis.call('ZREM', ALL, hashhex)
       end
       redis.call('DEL', hkey(h))
       redis.call('ZREM', sl, h)
@@ -149,7 +173,7 @@ end
 
 -- KEYS: sl, sx. ARGV: now, except handle hex or ''. Returns {0, alive ones deleted}.
 redis.register_function('ts_session_revoke_all', function(keys, args)
-  return {OK, revoke_sessions(keys[1], keys[2], args[2], num(args[1]))}
+  return counted({OK, revoke_sessions(keys[1], keys[2], args[2], num(args[1]))}, num(args[1]))
 end)
 
 -- KEYS: sl. ARGV: now, after handle hex or '', limit, scan extra.
@@ -197,6 +221,7 @@ local function list_until(key, untl)
   local old = redis.call('GET', key)
   if old and num(old) >= untl then return false end
   redis.call('SET', key, string.format('%.0f', untl), 'PXAT', ms(untl + 1))
+  redis.call('ZADD', ALLR, untl + 1, key)
   return old == nil
 end
 
@@ -209,6 +234,7 @@ local function cutoff_put(key, before, untl)
     if num(ou) > untl then untl = num(ou) end
   end
   redis.call('SET', key, string.format('%.0f %.0f', before, untl), 'PXAT', ms(untl + 1))
+  redis.call('ZADD', ALLR, untl + 1, key)
 end
 
 -- 0 or REVOKED: the jti or family listed at now, or iat at or before the sub's cut-off.
@@ -229,16 +255,17 @@ local function check(jkey, fkey_, ckey, now, iat)
   return OK
 end
 
--- KEYS: r:j:<jti>, stream, last, trimmed. ARGV: jti, until, minid. Returns {0, n, stream id}.
+-- KEYS: r:j:<jti>, stream, last, trimmed. ARGV: jti, until, minid, now.
+-- Returns {0, n, stream id}.
 redis.register_function('ts_revoke_jti', function(keys, args)
   local untl = num(args[2])
   if redis.call('EXISTS', keys[1]) == 1 then
     list_until(keys[1], untl)
-    return {OK, 0, ''}
+    return counted({OK, 0, ''}, num(args[4]))
   end
   list_until(keys[1], untl)
   local sid = announce({keys[2], keys[3], keys[4]}, 'j', args[1], untl, 0, args[3])
-  return {OK, 1, sid}
+  return counted({OK, 1, sid}, num(args[4]))
 end)
 
 -- KEYS: r:j:<jti> or '', r:f:<fam> or '', c:<sub> or '', then for a session (exchange) s, h,
@@ -249,7 +276,7 @@ redis.register_function('ts_consume', function(keys, args)
   if rc ~= OK then return {rc} end
   list_until(keys[1], num(args[3]))
   if args[4] ~= '' then put_session(args[4], cmsgpack.unpack(args[5]), now) end
-  return {OK}
+  return counted({OK}, now)
 end)
 
 -- ---- refresh families ----------------------------------------------------------------------
@@ -272,6 +299,7 @@ local function revoke_family(fam, untl, leeway, feed, minid)
     if exp > untl then untl = exp end
     if access_exp > untl then untl = access_exp end
     redis.call('DEL', fkey(fam))
+    redis.call('ZREM', ALLF, fam)
     if type(f.sub) == 'string' then redis.call('ZREM', ukey(f.sub, 'f'), fam) end
   end
   list_until('t:{r:f:' .. fam .. '}', untl + leeway)
@@ -279,21 +307,22 @@ local function revoke_family(fam, untl, leeway, feed, minid)
   return 1, announce(feed, 'f', fam, untl + leeway, 0, minid)
 end
 
--- KEYS: f, u:<sub>:f. ARGV: fam, leeway, then field, JSON value pairs. Returns {0}.
+-- KEYS: f, u:<sub>:f. ARGV: fam, leeway, now, then field, JSON value pairs. Returns {0}.
 redis.register_function('ts_family_create', function(keys, args)
   local fam, leeway = args[1], num(args[2])
   redis.call('DEL', keys[1])
   local exp, rotated_at = 0, 0
-  for i = 3, #args, 2 do
+  for i = 4, #args, 2 do
     redis.call('HSET', keys[1], args[i], args[i + 1])
     if args[i] == 'exp' then exp = num(cjson.decode(args[i + 1])) end
     if args[i] == 'rotated_at' then rotated_at = num(cjson.decode(args[i + 1])) end
   end
   redis.call('PEXPIREAT', keys[1], ms(exp + leeway + 1))
+  redis.call('ZADD', ALLF, exp + leeway + 1, fam)
   redis.call('ZADD', keys[2], exp + leeway, fam)
   redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', '(' .. rotated_at)
   extend(keys[2], ms(exp + leeway + 1))
-  return {OK}
+  return counted({OK}, num(args[3]))
 end)
 
 -- KEYS: f, r:j:<jti>, r:f:<fam>, c:<sub>, u:<sub>:f, stream, last, trimmed.
@@ -320,6 +349,7 @@ redis.register_function('ts_family_refresh', function(keys, args)
                                         or string.format('%.0f', v))
     end
     redis.call('PEXPIREAT', keys[1], ms(now + rtt + leeway + 1))
+    redis.call('ZADD', ALLF, now + rtt + leeway + 1, fam)
     if type(f.sub) == 'string' then
       redis.call('ZADD', keys[5], now + rtt + leeway, fam)
       extend(keys[5], ms(now + rtt + leeway + 1))
@@ -328,16 +358,20 @@ redis.register_function('ts_family_refresh', function(keys, args)
   end
   if f.previous == jti and now - num(f.rotated_at) <= grace then return {OK, flat} end
   local _, sid = revoke_family(fam, num(f.exp), leeway, {keys[6], keys[7], keys[8]}, args[11])
-  return {REUSED, {}, sid}
+  return counted({REUSED, {}, sid}, now)
 end)
 
--- KEYS: f, r:f:<fam>, stream, last, trimmed. ARGV: fam, until, leeway, minid.
+-- KEYS: f, r:f:<fam>, stream, last, trimmed. ARGV: fam, until, leeway, minid, now.
 -- Returns {0, n, stream id}.
 redis.register_function('ts_family_revoke', function(keys, args)
   local n, sid = revoke_family(args[1], num(args[2]), num(args[3]), {keys[3], keys[4], keys[5]},
                                args[4])
-  return {OK, n, sid}
+  return counted({OK, n, sid}, num(args[5]))
 end)
+
+-- ARGV: now. Returns "s=<n> f=<n> r=<n>": the gauges at now.
+redis.register_function{function_name = 'ts_gauges', flags = {'no-writes'},
+  callback = function(keys, args) return gauges(num(args[1])) end}
 
 -- KEYS: sl, sx, u:<sub>:f, c:<sub>, stream, last, trimmed.
 -- ARGV: sub, at, longest, leeway, minid. Returns {0, sessions, families, at, last stream id}.
@@ -356,7 +390,7 @@ redis.register_function('ts_user_revoke', function(keys, args)
   local untl = at + longest + leeway
   cutoff_put(keys[4], at, untl)
   sid = announce(feed, 's', sub, untl, at, minid)
-  return {OK, sessions, families, string.format('%.0f', at), sid}
+  return counted({OK, sessions, families, string.format('%.0f', at), sid}, at)
 end)
 
 -- KEYS: id, last, trimmed. ARGV: a new random store id. Returns {store id, last, trimmed}.
