@@ -14,10 +14,14 @@
 
 #include <tessera/tessera.h>
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* session.create {sub}: "" and the sid, or the error code. */
@@ -242,10 +246,143 @@ static void the_password_is_never_logged(void) {
   tr_cleanup(&r);
 }
 
+/* ---- Sentinel ------------------------------------------------------------------------------ */
+
+/* Starts argv (redis-server ...) in the case's process group; returns its pid. */
+static pid_t spawn(const char *const *argv) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  TT_ASSERT(pid >= 0);
+  if (pid == 0) {
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* redis-cli -p port words...: its stdout. */
+static void cli_tcp(int port, char *out, size_t cap, const char *const *words) {
+  char p[16];
+  snprintf(p, sizeof(p), "%d", port);
+  const char *argv[16] = {"redis-cli", "-h", "127.0.0.1", "-p", p};
+  int n = 5;
+  for (int i = 0; words[i] && n < 15; i++) argv[n++] = words[i];
+  argv[n] = NULL;
+  int fd[2];
+  TT_ASSERT(pipe(fd) == 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  TT_ASSERT(pid >= 0);
+  if (pid == 0) {
+    dup2(fd[1], 1);
+    close(fd[0]);
+    int nul = open("/dev/null", O_WRONLY);
+    if (nul >= 0) dup2(nul, 2);
+    execvp("redis-cli", (char *const *)argv);
+    _exit(127);
+  }
+  close(fd[1]);
+  size_t got = 0;
+  ssize_t k;
+  while (got + 1 < cap && (k = read(fd[0], out + got, cap - 1 - got)) > 0) got += (size_t)k;
+  out[got] = 0;
+  close(fd[0]);
+  waitpid(pid, NULL, 0);
+}
+
+/* Waits (bounded) until `redis-cli -p port words` prints something containing want. */
+static void await_cli(int port, const char *const *words, const char *want, int timeout_ms) {
+  char out[4096];
+  long long end = tc_mono_ms() + timeout_ms;
+  for (;;) {
+    cli_tcp(port, out, sizeof(out), words);
+    if (strstr(out, want)) return;
+    TT_ASSERT_MSG(tc_mono_ms() < end, "port %d never answered %s to %s (last: %.200s)", port,
+                  want, words[0], out);
+    usleep(50000);
+  }
+}
+
+/* 1 master, 1 replica, 3 sentinels on loopback; the master killed: the sentinels promote the
+ * replica, and tesserad, which asks them where the master is after every lost connection
+ * (and checks ROLE), serves writes from the new master. */
+static void sentinel_failover_ends_with_writes_on_the_new_master(void) {
+  char dir[64];
+  snprintf(dir, sizeof(dir), "/tmp/tessera-redis.XXXXXX");
+  TT_ASSERT(mkdtemp(dir) != NULL);
+  int base = 20000 + (int)(getpid() % 2000) * 5;
+  char port[5][8], sub[3][96], conf[3][128];
+  for (int i = 0; i < 5; i++) snprintf(port[i], sizeof(port[i]), "%d", base + i);
+  char mdir[96], rdir[96], master_at[16];
+  snprintf(mdir, sizeof(mdir), "%s/m", dir);
+  snprintf(rdir, sizeof(rdir), "%s/r", dir);
+  mkdir(mdir, 0700), mkdir(rdir, 0700);
+  snprintf(master_at, sizeof(master_at), "%d", base);
+  pid_t master = spawn((const char *[]){"redis-server", "--port", port[0], "--bind", "127.0.0.1",
+                                        "--dir", mdir, "--save", "", "--appendonly", "yes",
+                                        "--logfile", "redis.log", NULL});
+  pid_t replica = spawn((const char *[]){"redis-server", "--port", port[1], "--bind",
+                                         "127.0.0.1", "--dir", rdir, "--save", "",
+                                         "--appendonly", "yes", "--replicaof", "127.0.0.1",
+                                         master_at, "--logfile", "redis.log", NULL});
+  (void)replica;
+  await_cli(base + 1, (const char *[]){"INFO", "replication", NULL}, "master_link_status:up",
+            15000);
+  for (int i = 0; i < 3; i++) {
+    snprintf(sub[i], sizeof(sub[i]), "%.60s/s%d", dir, i);
+    mkdir(sub[i], 0700);
+    snprintf(conf[i], sizeof(conf[i]), "%.90s/sentinel.conf", sub[i]);
+    FILE *f = fopen(conf[i], "w");
+    TT_ASSERT(f != NULL);
+    fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nlogfile sentinel.log\n"
+               "sentinel monitor m 127.0.0.1 %d 2\n"
+               "sentinel down-after-milliseconds m 1000\nsentinel failover-timeout m 5000\n"
+               "sentinel parallel-syncs m 1\n",
+            base + 2 + i, sub[i], base);
+    fclose(f);
+    spawn((const char *[]){"redis-server", conf[i], "--sentinel", NULL});
+  }
+  for (int i = 0; i < 3; i++)
+    await_cli(base + 2 + i, (const char *[]){"SENTINEL", "replicas", "m", NULL}, "127.0.0.1",
+              15000);
+  char url[256];
+  snprintf(url, sizeof(url), "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/m",
+           base + 2, base + 3, base + 4);
+  td_daemon d;
+  const char *extra[] = {"--store", url, "--redis-timeout", "300", NULL};
+  td_start(&d, extra);
+  tessera_client *c = tc_client(&d);
+  json_t *s = tc_create_sub(c, "ida");
+  tc_expect_valid(c, tc_str(s, "sid"));
+  kill(master, SIGKILL);
+  waitpid(master, NULL, 0);
+  /* Writes answer unavailable (never a false success) until the failover; then they work. */
+  long long end = tc_mono_ms() + 40000;
+  char sid[64];
+  const char *code;
+  while ((code = try_create(c, sid))[0]) {
+    TT_ASSERT_MSG(strcmp(code, "unavailable") == 0, "a write answered %s", code);
+    TT_ASSERT_MSG(tc_mono_ms() < end, "no writes within 40 s of the master's death");
+    usleep(20000);
+  }
+  tc_expect_valid(c, sid);
+  char out[256];
+  cli_tcp(base + 1, out, sizeof(out), (const char *[]){"ROLE", NULL});
+  TT_ASSERT_MSG(strncmp(out, "master", 6) == 0, "the replica is not the master: %s", out);
+  json_decref(s);
+  tessera_close(c);
+  tc_stop_clean(&d);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  if (!getenv("TT_KEEP") && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 static const tt_case cases[] = {
     TT_CASE(redis_killed_under_load_loses_nothing_acknowledged),
     TT_CASE(redis_paused_answers_unavailable_within_the_deadline),
     TT_CASE(redis_absent_at_start_is_waited_for),
     TT_CASE(the_password_is_never_logged),
+    TT_CASE(sentinel_failover_ends_with_writes_on_the_new_master),
 };
 TT_MAIN(cases)
