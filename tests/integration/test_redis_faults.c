@@ -2,8 +2,10 @@
  * Redis killed under write load (every write acknowledged before is there afterwards: no
  * false success; meanwhile answers are "unavailable", never a hang; writes succeed again when
  * Redis is back), Redis paused with kill -STOP (deadlines fire: requests answer "unavailable"
- * within the timeout, sys.stats says store_up 0, and all recovers on kill -CONT), and Redis
- * not there when the daemon starts (it starts, answers unavailable, connects when Redis comes).
+ * within the timeout, sys.stats says store_up 0, and all recovers on kill -CONT), Redis not
+ * there when the daemon starts (it starts, answers unavailable, connects when Redis comes), the
+ * sidecar killed under load (nothing acknowledged is lost), the password never logged, and a
+ * Sentinel failover (writes end up served by the promoted replica).
  *
  * A real redis-server (tests/lib/redis.h, appendfsync always). Every wait is for a condition
  * with a deadline. */
@@ -131,6 +133,39 @@ static void redis_killed_under_load_loses_nothing_acknowledged(void) {
   free(l.sids);
   tc_stop_clean(&d);
   td_cleanup(&d);
+  tr_stop(&r);
+  tr_cleanup(&r);
+}
+
+/* kill -9 of the sidecar under write load (Redis with appendfsync always): every session it
+ * acknowledged is there for the next sidecar. (The LMDB crash harness, tests/crash, is about
+ * LMDB's file; this is the same promise for Redis.) */
+static void sidecar_killed_under_load_loses_nothing_acknowledged(void) {
+  tr_redis r;
+  tr_start(&r, NULL);
+  td_daemon d;
+  const char *extra[] = {"--store", r.url, "--redis-timeout", "2000", NULL};
+  td_start(&d, extra);
+  load l = {.d = &d};
+  pthread_mutex_init(&l.mu, NULL);
+  l.sids = calloc(MAX_ACKED, sizeof(*l.sids));
+  pthread_t th[WORKERS];
+  for (int i = 0; i < WORKERS; i++) TT_ASSERT(pthread_create(&th[i], NULL, worker, &l) == 0);
+  await_count(&l.acked, 300, 20000, "writes before the kill");
+  td_kill9(&d);
+  atomic_store(&l.stop, true);
+  for (int i = 0; i < WORKERS; i++) pthread_join(th[i], NULL);
+  td_launch(&d, extra);
+  tessera_client *c = tc_client(&d);
+  for (int i = 0; i < l.n_sids; i++) {
+    json_t *out = NULL;
+    const char *code = tc_validate(c, l.sids[i], NULL, &out);
+    TT_ASSERT_MSG(code[0] == 0, "acknowledged session %d of %d: %s", i, l.n_sids, code);
+    json_decref(out);
+  }
+  tessera_close(c);
+  free(l.sids);
+  tc_stop_clean(&d);
   tr_stop(&r);
   tr_cleanup(&r);
 }
@@ -380,6 +415,7 @@ static void sentinel_failover_ends_with_writes_on_the_new_master(void) {
 
 static const tt_case cases[] = {
     TT_CASE(redis_killed_under_load_loses_nothing_acknowledged),
+    TT_CASE(sidecar_killed_under_load_loses_nothing_acknowledged),
     TT_CASE(redis_paused_answers_unavailable_within_the_deadline),
     TT_CASE(redis_absent_at_start_is_waited_for),
     TT_CASE(the_password_is_never_logged),
