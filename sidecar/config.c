@@ -96,6 +96,28 @@ static const option_row options[] = {
    "a rotated refresh token presented again within this many seconds gets the same successor"},
   {"jwks-max-age", OPT_SECONDS, OFF(jwks_max_age), "300",
    "seconds a client may cache keys.jwks (max_age)"},
+  /* the HTTP edge (proto/HTTP.md) */
+  {"http-listen", OPT_STR0, OFF(http_listen), "",
+   "serve forward-auth, JWKS, metrics and probes over HTTP/1.1 on HOST:PORT or unix:PATH (off)"},
+  {"http-trusted-proxies", OPT_STR0, OFF(http_trusted_proxies), "127.0.0.0/8,::1",
+   "comma-separated CIDRs whose X-Forwarded-* and X-Original-* headers are believed "
+   "(peers on a unix: listener always are)"},
+  {"http-login-url", OPT_STR0, OFF(http_login_url), "",
+   "forward-auth answers 302 to this URL (?rd=<original URL>) for a denied browser GET that "
+   "came with X-Forwarded-* (Traefik, Caddy); empty: always 401"},
+  {"http-header-prefix", OPT_STR, OFF(http_header_prefix), "X-Auth-",
+   "prefix of the identity headers forward-auth sets: Sub, Handle, Scope, Anomalies"},
+  {"http-renew-cookie", OPT_STR, OFF(http_renew_cookie), "off",
+   "off | rolling: forward-auth renews the session cookie on every allow (Max-Age: until the "
+   "session would go idle)"},
+  {"http-max-header", OPT_SIZE, OFF(http_max_header), "16K",
+   "largest request line plus headers (bytes); larger: 431 and the connection closes"},
+  {"http-max-requests", OPT_UINT, OFF(http_max_requests), "1000",
+   "requests served on one keep-alive connection before it closes"},
+  {"http-idle-timeout", OPT_MILLIS, OFF(http_idle_timeout_ms), "60s",
+   "a keep-alive connection with no request started for this long closes"},
+  {"audit-log", OPT_STR0, OFF(audit_log), "",
+   "write one JSON line per security event to this file (appended) or `stderr`; empty: off"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -297,6 +319,8 @@ int ts_config_load(ts_config *c, int argc, char **argv) {
     return bad("a default ttl above its maximum:", "max-*-ttl", NULL);
   if (c->session_ttl > c->max_session_ttl || c->session_idle_ttl > c->max_session_ttl)
     return bad("session ttls above", "max-session-ttl", NULL);
+  if (strcmp(c->http_renew_cookie, "off") && strcmp(c->http_renew_cookie, "rolling"))
+    return bad("off or rolling for", "http-renew-cookie", c->http_renew_cookie);
   for (const char *p = c->cookie_name; *p; p++)
     if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
       return bad("not a cookie name token:", "cookie-name", c->cookie_name);

@@ -58,6 +58,16 @@ typedef struct ts_config {
   int64_t refresh_max_lifetime; /* a family's absolute lifetime, from its token.pair */
   int64_t refresh_grace;
   int64_t jwks_max_age;
+  /* the HTTP edge (sidecar/http/, proto/HTTP.md) and the audit stream */
+  char *http_listen;          /* "" : off; HOST:PORT or unix:PATH */
+  char *http_trusted_proxies; /* comma-separated CIDRs whose X-Forwarded-* are believed */
+  char *http_login_url;       /* "" : deny with 401, never redirect */
+  char *http_header_prefix;   /* identity headers: <prefix>Sub, Handle, Scope, Anomalies */
+  char *http_renew_cookie;    /* "off" | "rolling" */
+  size_t http_max_header;
+  unsigned http_max_requests;
+  int64_t http_idle_timeout_ms;
+  char *audit_log;            /* "" : off; a path or "stderr" */
 } ts_config;
 
 enum { TS_DURABILITY_FULL = 0, TS_DURABILITY_RELAXED = 1 };

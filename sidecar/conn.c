@@ -66,6 +66,7 @@ void ts_conn_feed_read_done(ts_conn *c) {
 /* A request of c finished (its reply written, or dropped because c is closing). */
 void ts_conn_request_done(ts_conn *c) {
   c->in_flight--;
+  if (c->internal) return; /* the pseudo-connection of internal calls: nothing to read */
   if (c->closing) {
     if (c->in_flight == 0 && c->handles_open == 0 && !c->feed_reading) conn_free(c);
     return;

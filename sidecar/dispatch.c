@@ -8,8 +8,10 @@
 #include "server.h"
 
 #include "error.h"
+#include "internal.h"
 #include "log.h"
 #include "method.h"
+#include "observe.h"
 #include "params.h"
 #include "rpc.h"
 #include "wipe.h"
@@ -33,6 +35,7 @@ static ts_req *req_new(ts_conn *c, uint32_t msgid) {
     return NULL;
   }
   r->head_len = r->out.size;
+  r->started_ns = uv_hrtime();
   c->in_flight++;
   return r;
 }
@@ -40,6 +43,7 @@ static ts_req *req_new(ts_conn *c, uint32_t msgid) {
 static void req_free(ts_req *r) {
   ts_conn *c = r->conn;
   ts_wipe_sbuffer_destroy(&r->out);
+  ts_observe_free(r);
   free(r);
   ts_conn_request_done(c);
 }
@@ -66,7 +70,13 @@ msgpack_packer *ts_req_result(ts_req *r) {
 
 void ts_req_send(ts_req *r) {
   ts_conn *c = r->conn;
+  if (r->method) ts_observe_reply(r);
   if (c->closing || r->out.size <= r->head_len) {
+    req_free(r);
+    return;
+  }
+  if (c->internal) { /* an internal call (internal.c): the reply goes to its callback */
+    ts_internal_reply(c, r->out.data, r->out.size);
     req_free(r);
     return;
   }
@@ -77,6 +87,7 @@ void ts_req_send(ts_req *r) {
 
 void ts_req_fail(ts_req *r, int err, const char *detail) {
   ts_stats_count_error(&r->conn->server->stats, err);
+  r->err = err;
   discard_result(r);
   ts_rpc_pack_error(&r->pk, ts_err_code(err), detail ? detail : ts_strerror(err));
   ts_req_send(r);
@@ -140,6 +151,8 @@ static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
   }
   c->server->stats.method_calls[index]++;
   r->method = method;
+  r->method_index = index;
+  ts_observe_request(r, m->params);
   if ((method->flags & TS_METHOD_ADMIN) && !c->admin) {
     ts_log(TS_LOG_WARN, "admin method refused", "{s:s, s:i}", "method", method->name, "uid",
            (int)c->uid);

@@ -5,11 +5,14 @@
  * handles. uv_run returns only once the backend is idle too (it holds the loop while an
  * operation's completion is owed, also for connections closed at the shutdown timeout); then
  * the domain is shut down (backend, keys) and the process exits 0. */
+#include "audit.h"
 #include "backend.h"
 #include "config.h"
 #include "domain.h"
 #include "error.h"
 #include "events.h"
+#include "http/http.h"
+#include "internal.h"
 #include "log.h"
 #include "server.h"
 
@@ -28,6 +31,13 @@ static void on_published(void *ctx, ts_feed_pos last) { ts_events_published(ctx,
 
 static void on_reload(ts_server *s) { ts_keys_reload(&s->domain->keys, s->cfg); }
 
+static ts_http http; /* the HTTP edge (sidecar/http/), when --http-listen is set */
+
+static void on_drain(ts_server *s) {
+  (void)s;
+  ts_http_drain(&http);
+}
+
 int main(int argc, char **argv) {
   ts_config cfg;
   int rc = ts_config_load(&cfg, argc, argv);
@@ -43,6 +53,11 @@ int main(int argc, char **argv) {
   static ts_server server; /* large; zeroed */
   server.on_drained = on_drained;
   server.on_reload = on_reload;
+  server.on_drain = on_drain;
+  if (ts_audit_open(cfg.audit_log) != 0) {
+    ts_config_free(&cfg);
+    return 1;
+  }
   if (ts_domain_open(&domain, &cfg, loop) != 0) {
     ts_domain_close(&domain);
     ts_config_free(&cfg);
@@ -56,6 +71,14 @@ int main(int argc, char **argv) {
   }
   domain.backend->on_published = on_published;
   domain.backend->published_ctx = &server;
+  if (ts_internal_init(&server) != 0 || ts_http_start(&http, &server) != 0) {
+    ts_server_drain(&server);
+    uv_run(loop, UV_RUN_DEFAULT);
+    ts_domain_close(&domain);
+    uv_run(loop, UV_RUN_NOWAIT);
+    ts_config_free(&cfg);
+    return 1;
+  }
   domain.keys.on_change = on_keys_changed;
   domain.keys.on_change_ctx = &server;
   ts_notify("READY=1");
@@ -63,6 +86,8 @@ int main(int argc, char **argv) {
   ts_domain_close(&domain); /* threads joined, keys closed, store synced */
   uv_run(loop, UV_RUN_DEFAULT); /* the writer's async handle closes */
   uv_loop_close(loop);
+  ts_internal_free(&server);
+  ts_audit_close();
   ts_log(TS_LOG_INFO, "stopped", NULL);
   ts_config_free(&cfg);
   return 0;

@@ -177,6 +177,7 @@ void ts_server_drain(ts_server *s) {
   s->draining = true;
   ts_notify("STOPPING=1");
   ts_log(TS_LOG_INFO, "draining", "{s:i}", "connections", (int)s->n_conns);
+  if (s->on_drain) s->on_drain(s);
   if (s->listening) {
     uv_close((uv_handle_t *)&s->listener, NULL);
     s->listening = false;

@@ -47,6 +47,8 @@ struct ts_server {
   ts_stats stats;
   void (*on_drained)(ts_server *s); /* called once every connection is gone while draining */
   void (*on_reload)(ts_server *s);  /* SIGHUP */
+  void (*on_drain)(ts_server *s);   /* draining begins: other doors (the HTTP edge) stop too */
+  struct ts_internal *internal;     /* internal calls (internal.c), or NULL */
 };
 
 struct ts_conn {
@@ -65,6 +67,7 @@ struct ts_conn {
   uint64_t id;   /* for logs */
   bool admin;    /* peer uid is an admin uid */
   bool subscribed; /* events.subscribe */
+  bool internal;   /* the pseudo-connection of internal calls (internal.c): no socket */
   bool feed_held;  /* events.c: its feed waits for the write queue to drain */
   bool feed_reading, feed_again, feed_in_call; /* events.c: a feed read is out, ... */
   ts_feed_pos feed_sent; /* events.c: the last feed position sent (or skipped) */
@@ -80,6 +83,11 @@ struct ts_req {
   uv_write_t write;
   uv_buf_t wbuf;
   void *data;          /* for the handler: state across an asynchronous completion */
+  /* observe.c: metrics and the audit line of the reply */
+  size_t method_index; /* the row's place in methods/list.c, once method is set */
+  int err;             /* the error replied (TS_E*), 0 for a result */
+  uint64_t started_ns; /* uv_hrtime at dispatch */
+  void *audit;         /* observe.c: what the request said that its audit line names */
 };
 
 /* Binds, listens and installs signal handlers. Returns 0 or TS_E* (logged). */
