@@ -16,6 +16,7 @@
 #include <tessera/tessera.h>
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,24 +196,36 @@ static bool next_revoked(tessera_client *c, heard *h, int timeout_ms, char *kind
   return true;
 }
 
+static int cmp_ll(const void *x, const void *y) {
+  long long a = *(const long long *)x, b = *(const long long *)y;
+  return a < b ? -1 : a > b;
+}
+
 static void subscriber_on_b_hears_a_revocation_on_a_within_a_second(void) {
   trio t;
   trio_start(&t);
   tessera_client *a = tc_client(&t.d[0]), *sub = tc_client(&t.d[1]);
   json_decref(tc_call_ok(sub, "events.subscribe", NULL));
   heard h = {NULL};
-  for (int i = 0; i < 5; i++) {
+  enum { ROUNDS = 50 };
+  long long lat[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) {
     json_t *tok = tc_call_ok(a, "token.issue", json_pack("{s:s}", "sub", "dee"));
     TT_EQ_INT(tc_revoke_token(a, tc_str(tok, "token")), 1);
     long long t0 = tc_mono_ms();
     char kind[16], id[128];
     TT_ASSERT_MSG(next_revoked(sub, &h, 1000, kind, id, sizeof(id)),
                   "B heard nothing within a second of A's revocation");
-    TT_ASSERT(tc_mono_ms() - t0 <= 1000);
+    lat[i] = tc_mono_ms() - t0;
+    TT_ASSERT(lat[i] <= 1000);
     TT_EQ_STR(kind, "jti");
     TT_EQ_STR(id, tc_str(tok, "jti"));
     json_decref(tok);
   }
+  /* Reported, not asserted (speed goals are the benchmarks'): the issue's goal is p99 < 50 ms. */
+  qsort(lat, ROUNDS, sizeof(lat[0]), cmp_ll);
+  printf("# fan-out A -> B, reply to notification: p50 %lld ms, p99 %lld ms (%d revocations)\n",
+         lat[ROUNDS / 2], lat[ROUNDS * 99 / 100], ROUNDS);
   json_decref(h.q);
   tessera_close(a), tessera_close(sub);
   trio_stop(&t);

@@ -21,9 +21,10 @@
 --                          by every function that changes them (and by ts_gauges)
 -- Liveness always uses the caller's `now` (ARGV), never Redis's TIME. Results are arrays
 -- whose first element is a status: 0 done, 1 not found, 2 revoked, 3 expired, 4 reused.
--- Cluster: single-record operations declare every key in KEYS. Operations over a sub's
--- sessions or families (list, revoke_all, user_revoke, session_revoke by handle) reach
--- records named by an index: standalone and Sentinel only (see README in this folder).
+-- Cluster: the caller passes in KEYS every key it can name; the functions also reach keys
+-- named by an index or a record (a sub's sessions and families, the handle's session) and the
+-- shared t:{rev}:* and t:{all}:* keys, so they need one node: standalone and Sentinel, not
+-- Cluster (README.md in this folder).
 
 local OK, NOTFOUND, REVOKED, EXPIRED, REUSED = 0, 1, 2, 3, 4
 
