@@ -209,7 +209,6 @@ int ts_backend_redis_open(ts_backend **out, const ts_config *cfg, void *uv_loop)
   b->cmd.cb_ctx = b->feed.cb_ctx = b;
   b->cmd.on_up = on_cmd_up;
   b->feed.on_up = rb_feed_reader_up;
-  b->feed.on_down = rb_feed_reader_down;
   ts_log(TS_LOG_INFO, "store: redis", "{s:s, s:I}", "url", b->url_masked, "timeout_ms",
          (json_int_t)timeout);
   rb_conn_start(&b->cmd);

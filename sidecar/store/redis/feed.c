@@ -342,8 +342,6 @@ void rb_feed_reader_up(void *ctx) {
   rb_command(&b->feed, on_start, b, 2, argv, lens, 0);
 }
 
-void rb_feed_reader_down(void *ctx) { (void)ctx; }
-
 void rb_feed_ops(ts_backend_ops *o) {
   o->feed_resume = feed_resume;
   o->feed_read = feed_read;

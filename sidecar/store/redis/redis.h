@@ -161,8 +161,6 @@ typedef struct rb {
   unsigned open_conns;
 } rb;
 
-/* A write's completion, decoded: the FCALL's array, or NULL (status TS_EUNAVAILABLE). */
-int64_t rb_int(const redisReply *r);
 bool rb_stream_id(const char *s, size_t len, ts_feed_pos *pos);
 /* Tells the events side about a stream id a write just added. */
 void rb_published(rb *b, const redisReply *sid);
@@ -199,9 +197,9 @@ int rb_fcall_status(const redisReply *r);
 void rb_session_ops(ts_backend_ops *o);
 void rb_token_ops(ts_backend_ops *o);
 void rb_feed_ops(ts_backend_ops *o);
-/* The feed reader (feed.c): started when the feed connection is up. */
+/* The feed reader (feed.c): started when the feed connection is up (it stops by itself when
+ * the connection drops: its XREAD fails). */
 void rb_feed_reader_up(void *ctx);
-void rb_feed_reader_down(void *ctx);
 /* The commands connection came up: refreshes store_id (feed.c). */
 void rb_feed_head_refresh(rb *b);
 
