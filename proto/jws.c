@@ -21,8 +21,10 @@
  * verifier both call ts_jws_check_claims, so they agree to the second.
  *
  * Signing builds the header with jansson (member order alg, typ, kid; jansson keeps insertion
- * order) and serializes header and claims with JSON_COMPACT. Nothing here holds secret bytes
- * except the caller's sk, which is only read. */
+ * order) and serializes header and claims with JSON_COMPACT. ts_jws_sign_payload writes the
+ * same header bytes by hand (ts_jws_json_str escapes as jansson does) for callers that
+ * serialize their claims themselves, so the token daemon's hot path makes no JSON round trip.
+ * Nothing here holds secret bytes except the caller's sk, which is only read. */
 #include "jws.h"
 
 #include "error.h"
@@ -171,6 +173,62 @@ fail:
   free(h);
   json_decref(hdr);
   return rc;
+}
+
+size_t ts_jws_json_str(char *out, const char *s, size_t len) {
+  static const char hex[] = "0123456789ABCDEF";
+  char *o = out;
+  *o++ = '"';
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == 0) return 0;
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      *o++ = (char)c;
+      continue;
+    }
+    *o++ = '\\';
+    switch (c) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '\b': *o++ = 'b'; break;
+      case '\f': *o++ = 'f'; break;
+      case '\n': *o++ = 'n'; break;
+      case '\r': *o++ = 'r'; break;
+      case '\t': *o++ = 't'; break;
+      default:
+        memcpy(o, "u00", 3);
+        o[3] = hex[c >> 4];
+        o[4] = hex[c & 15];
+        o += 5;
+    }
+  }
+  *o++ = '"';
+  return (size_t)(o - out);
+}
+
+int ts_jws_sign_payload(const uint8_t sk[64], const char *kid, const char *typ,
+                        const char *payload, size_t payload_len, char **out_token) {
+  *out_token = NULL;
+  size_t kid_len = kid ? strlen(kid) : 0;
+  if (!kid || !typ || !kid_ok(kid, kid_len) || !typ_ok(typ)) return TS_EINTERNAL;
+  if (payload_len > TS_JWS_MAX_TOKEN) return TS_EBAD_REQUEST;
+  /* {"alg":"EdDSA","typ":T,"kid":K}: kid <= 128 and typ <= 64 bytes, escaped at most 6x */
+  char h[64 + 6 * 64 + 6 * TS_JWS_KID_MAX];
+  static const char head[] = "{\"alg\":\"EdDSA\",\"typ\":";
+  size_t n = sizeof(head) - 1, w;
+  memcpy(h, head, n);
+  w = ts_jws_json_str(h + n, typ, strlen(typ));
+  n += w;
+  memcpy(h + n, ",\"kid\":", sizeof(",\"kid\":") - 1);
+  n += sizeof(",\"kid\":") - 1;
+  size_t wk = ts_jws_json_str(h + n, kid, kid_len);
+  n += wk;
+  h[n++] = '}';
+  if (!w || !wk) return TS_EINTERNAL;
+  if (ts_jws_b64_len(n) + ts_jws_b64_len(payload_len) + ts_jws_b64_len(TS_JWS_SIG_LEN) + 2 >
+      TS_JWS_MAX_TOKEN)
+    return TS_EBAD_REQUEST;
+  return ts_jws_sign_raw(sk, h, n, payload, payload_len, out_token);
 }
 
 /* ------------------------------------------------------------------ verification */

@@ -58,6 +58,18 @@ int ts_jws_sign_raw(const uint8_t sk[64], const void *header, size_t header_len,
 int ts_jws_sign(const uint8_t sk[64], const char *kid, const char *typ, const json_t *claims,
                 char **out_token);
 
+/* Signs a payload the caller serialized itself (issue 11: no JSON round trip on the hot
+ * path) under the same header as ts_jws_sign, written without jansson. The caller vouches that
+ * payload is a compact JSON object ts_jws_verify accepts (valid UTF-8, no \u0000, no duplicate
+ * member); sidecar/tokens/tokens.c writes it member by member. Same returns as ts_jws_sign. */
+int ts_jws_sign_payload(const uint8_t sk[64], const char *kid, const char *typ,
+                        const char *payload, size_t payload_len, char **out_token);
+
+/* Appends the JSON string for s (len bytes of valid UTF-8) to out (room: 6 * len + 2 bytes),
+ * escaped exactly as jansson's json_dumps does by default. Returns the bytes written, or 0
+ * when s holds a NUL (ts_jws_verify refuses \u0000). */
+size_t ts_jws_json_str(char *out, const char *s, size_t len);
+
 /* ---- verification ---- */
 
 /* Key lookup for ts_jws_verify: copies the Ed25519 public key of kid (a NUL-terminated string

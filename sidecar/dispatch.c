@@ -4,7 +4,13 @@
  *
  * Replies carry sids and tokens: the reply buffer grows without leaving copies behind
  * (ts_wipe_sbuffer_write), a result discarded for an error is wiped, and the buffer is wiped
- * when the request is freed (proto/wipe.h). */
+ * when the request finishes (proto/wipe.h).
+ *
+ * No allocation per request in the steady state (issue 11): a finished ts_req goes on the
+ * server's free list with its (wiped, emptied) reply buffer, up to REQ_POOL_MAX of them; the
+ * request's msgpack objects live in one zone the server keeps and clears after each message
+ * (strings are not copied: they point into the connection's input); a reply is copied into
+ * its connection's output buffer (conn.c) and the request is done at once. */
 #include "server.h"
 
 #include "error.h"
@@ -22,15 +28,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define REQ_POOL_MAX 4096 /* finished requests kept for reuse */
+#define REQ_OUT_KEEP 4096 /* a reply buffer larger than this is freed, not kept */
+
 static ts_req *req_new(ts_conn *c, uint32_t msgid) {
-  ts_req *r = calloc(1, sizeof(*r));
-  if (!r) return NULL;
+  ts_server *s = c->server;
+  ts_req *r = s->free_reqs;
+  if (r) {
+    s->free_reqs = r->next_free;
+    s->n_free_reqs--;
+  } else {
+    r = calloc(1, sizeof(*r));
+    if (!r) return NULL;
+    msgpack_sbuffer_init(&r->out);
+  }
+  msgpack_sbuffer out = r->out; /* empty, maybe with memory to reuse */
+  memset(r, 0, sizeof(*r));
+  r->out = out;
   r->conn = c;
   r->msgid = msgid;
-  msgpack_sbuffer_init(&r->out);
   msgpack_packer_init(&r->pk, &r->out, ts_wipe_sbuffer_write);
   if (ts_rpc_pack_response_head(&r->pk, msgid) != 0) {
-    msgpack_sbuffer_destroy(&r->out);
+    ts_wipe_sbuffer_destroy(&r->out);
     free(r);
     return NULL;
   }
@@ -42,17 +61,28 @@ static ts_req *req_new(ts_conn *c, uint32_t msgid) {
 
 static void req_free(ts_req *r) {
   ts_conn *c = r->conn;
-  ts_wipe_sbuffer_destroy(&r->out);
+  ts_server *s = c->server;
   ts_observe_free(r);
-  free(r);
+  if (s->n_free_reqs < REQ_POOL_MAX && r->out.alloc <= REQ_OUT_KEEP) {
+    ts_wipe_sbuffer(&r->out);
+    r->next_free = s->free_reqs;
+    s->free_reqs = r;
+    s->n_free_reqs++;
+  } else {
+    ts_wipe_sbuffer_destroy(&r->out);
+    free(r);
+  }
   ts_conn_request_done(c);
 }
 
-static void on_written(uv_write_t *w, int status) {
-  /* a failed write means the peer went away; its read side will notice */
-  ts_req *r = w->data;
-  if (status == 0) ts_conn_wrote(r->conn);
-  req_free(r);
+void ts_dispatch_free_pool(ts_server *s) {
+  while (s->free_reqs) {
+    ts_req *r = s->free_reqs;
+    s->free_reqs = r->next_free;
+    ts_wipe_sbuffer_destroy(&r->out);
+    free(r);
+  }
+  s->n_free_reqs = 0;
 }
 
 /* Drops whatever was packed after the head, wiping it. */
@@ -71,18 +101,14 @@ msgpack_packer *ts_req_result(ts_req *r) {
 void ts_req_send(ts_req *r) {
   ts_conn *c = r->conn;
   if (r->method) ts_observe_reply(r);
-  if (c->closing || r->out.size <= r->head_len) {
-    req_free(r);
-    return;
-  }
   if (c->internal) { /* an internal call (internal.c): the reply goes to its callback */
-    ts_internal_reply(c, r->out.data, r->out.size);
+    if (!c->closing && r->out.size > r->head_len) ts_internal_reply(c, r->out.data, r->out.size);
     req_free(r);
     return;
   }
-  r->wbuf = uv_buf_init(r->out.data, (unsigned)r->out.size);
-  r->write.data = r;
-  if (uv_write(&r->write, (uv_stream_t *)&c->pipe, &r->wbuf, 1, on_written) != 0) req_free(r);
+  if (!c->closing && r->out.size > r->head_len && ts_conn_queue(c, r->out.data, r->out.size) != 0)
+    ts_conn_close(c, "out of memory");
+  req_free(r);
 }
 
 void ts_req_fail(ts_req *r, int err, const char *detail) {
@@ -164,14 +190,14 @@ static int dispatch_request(ts_conn *c, const ts_rpc_msg *m) {
 }
 
 int ts_dispatch_message(ts_conn *c, const uint8_t *msg, size_t len) {
-  msgpack_unpacked up;
-  msgpack_unpacked_init(&up);
+  msgpack_zone *z = &c->server->zone; /* ts_server_start made it */
+  msgpack_object obj;
   size_t off = 0;
-  int rc = msgpack_unpack_next(&up, (const char *)msg, len, &off) == MSGPACK_UNPACK_SUCCESS
+  int rc = msgpack_unpack((const char *)msg, len, &off, z, &obj) == MSGPACK_UNPACK_SUCCESS
                ? 0 : TS_EENVELOPE;
   ts_rpc_msg m;
-  if (rc == 0) rc = ts_rpc_decode_request(&up.data, &m);
+  if (rc == 0) rc = ts_rpc_decode_request(&obj, &m);
   if (rc == 0 && m.kind == TS_RPC_REQUEST) rc = dispatch_request(c, &m);
-  msgpack_unpacked_destroy(&up);
+  msgpack_zone_clear(z);
   return rc;
 }

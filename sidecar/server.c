@@ -150,6 +150,12 @@ static void accept_one(ts_server *s) {
   ts_conn_accepted(s, c);
 }
 
+/* Every connection is gone: the loop handles and pools go too. */
+static void drained(ts_server *s) {
+  ts_conn_loop_close(s);
+  if (s->on_drained) s->on_drained(s);
+}
+
 void ts_server_conn_gone(ts_server *s, ts_conn *c) {
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
@@ -158,7 +164,7 @@ void ts_server_conn_gone(ts_server *s, ts_conn *c) {
   if (s->accept_pending && s->listening && !s->draining) accept_one(s);
   if (s->draining && s->n_conns == 0) {
     uv_timer_stop(&s->drain_timer);
-    if (s->on_drained) s->on_drained(s);
+    drained(s);
   }
 }
 
@@ -186,7 +192,7 @@ void ts_server_drain(ts_server *s) {
   uv_close((uv_handle_t *)&s->sig_int, NULL);
   uv_close((uv_handle_t *)&s->sig_hup, NULL);
   if (s->n_conns == 0) {
-    if (s->on_drained) s->on_drained(s);
+    drained(s);
     return;
   }
   uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)s->cfg->shutdown_timeout_ms, 0);

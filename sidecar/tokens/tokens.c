@@ -3,9 +3,19 @@
  * scope / claims params token.issue and token.pair share. The methods are methods/tokens.c
  * and methods/refresh.c.
  *
- * Signing and verification run on the loop thread (Ed25519 sign ~25 us, verify ~67 us); the
+ * Signing and verification run on the loop thread (Ed25519 sign ~15 us, verify ~42 us); the
  * revocation check runs in whatever transaction the caller holds (a read on the loop, or the
- * writer's, where it is checked and set in one commit). */
+ * writer's, where it is checked and set in one commit).
+ *
+ * The claims of a token without caller claims (every access, refresh and purpose token unless
+ * token.issue got `claims`) are written member by member into a stack buffer, in the order and
+ * with the escaping jansson's compact dump gives, so the bytes are those of the generic path
+ * (which a token with caller claims still takes: a jansson object, dumped, parsed again to
+ * prove it verifies). Signing stays on the loop thread (issue 11, item 2): a profile of
+ * token.issue/verify at 50 x 16 puts 68% / 89% of the daemon's CPU inside libsodium, and on
+ * the 2-core target the load generator holds the other core, so a worker per core beyond the
+ * first adds no capacity there, only a hand-off per token; the per-turn budget (conn.c)
+ * already keeps latency fair while signatures run. */
 #include "tokens.h"
 
 #include "error.h"
@@ -24,17 +34,142 @@
 static const char *const registered[] = {"iss", "sub", "aud", "exp", "nbf", "iat",
                                          "jti", "scope", "purpose", "fam"};
 
+#define CLAIMS_FAST_MAX 4096 /* bytes of claims written by hand; longer ones take jansson */
+
+typedef struct jw {
+  char *p;
+  size_t n, cap;
+  bool bad; /* no room, a NUL, or invalid UTF-8: the generic path is taken */
+} jw;
+
+static void jw_raw(jw *w, const char *s, size_t n) {
+  if (w->bad || n > w->cap - w->n) {
+    w->bad = true;
+    return;
+  }
+  memcpy(w->p + w->n, s, n);
+  w->n += n;
+}
+
+/* ,"name": (the first member without the comma) */
+static void jw_name(jw *w, const char *name) {
+  char b[32];
+  size_t n = strlen(name);
+  b[0] = w->n > 1 ? ',' : ' ';
+  b[1] = '"';
+  memcpy(b + 2, name, n);
+  b[2 + n] = '"';
+  b[3 + n] = ':';
+  if (w->n > 1) jw_raw(w, b, n + 4);
+  else jw_raw(w, b + 1, n + 3);
+}
+
+static void jw_str(jw *w, const char *s, size_t n) {
+  if (w->bad || 6 * n + 2 > w->cap - w->n || !ts_utf8_valid(s, n)) {
+    w->bad = true;
+    return;
+  }
+  size_t k = ts_jws_json_str(w->p + w->n, s, n);
+  if (!k) w->bad = true;
+  w->n += k;
+}
+
+static void jw_int(jw *w, int64_t v) {
+  char b[24], *e = b + sizeof(b), *q = e;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do *--q = (char)('0' + u % 10);
+  while ((u /= 10) > 0);
+  if (v < 0) *--q = '-';
+  jw_raw(w, q, (size_t)(e - q));
+}
+
+static void jw_json_str(jw *w, const json_t *v) {
+  if (!json_is_string(v)) w->bad = true;
+  else jw_str(w, json_string_value(v), json_string_length(v));
+}
+
+/* The claims of s as the generic path would dump them (iss, sub, iat, nbf, exp, jti, aud,
+ * scope, purpose, fam). Returns the length, or 0 when s has caller claims or anything the
+ * generic path must judge. */
+static size_t claims_fast(const ts_domain *d, const ts_token_spec *s, const char *jti,
+                          int64_t exp, char *out, size_t cap) {
+  if (s->extra) return 0;
+  jw w = {out, 0, cap, false};
+  jw_raw(&w, "{", 1);
+  jw_name(&w, "iss");
+  jw_str(&w, d->cfg->issuer, strlen(d->cfg->issuer));
+  jw_name(&w, "sub");
+  jw_str(&w, s->sub, s->sub_len);
+  jw_name(&w, "iat");
+  jw_int(&w, s->now);
+  jw_name(&w, "nbf");
+  jw_int(&w, s->now);
+  jw_name(&w, "exp");
+  jw_int(&w, exp);
+  jw_name(&w, "jti");
+  jw_str(&w, jti, strlen(jti));
+  if (s->aud) {
+    jw_name(&w, "aud");
+    if (json_is_array(s->aud)) {
+      size_t i;
+      const json_t *v;
+      jw_raw(&w, "[", 1);
+      json_array_foreach(s->aud, i, v) {
+        if (i) jw_raw(&w, ",", 1);
+        jw_json_str(&w, v);
+      }
+      jw_raw(&w, "]", 1);
+    } else {
+      jw_json_str(&w, s->aud);
+    }
+  }
+  if (s->scope) {
+    jw_name(&w, "scope");
+    jw_str(&w, s->scope, strlen(s->scope));
+  }
+  if (s->purpose) {
+    jw_name(&w, "purpose");
+    jw_str(&w, s->purpose, strlen(s->purpose));
+  }
+  if (s->fam) {
+    jw_name(&w, "fam");
+    jw_str(&w, s->fam, strlen(s->fam));
+  }
+  jw_raw(&w, "}", 1);
+  return w.bad ? 0 : w.n;
+}
+
+/* 16 random bytes for a jti, from a pool refilled 64 jtis at a time: one getrandom(2) per
+ * token was 2-3% of token.issue's CPU. A jti names a token (it is in the token, and public); the
+ * pool's bytes are used once each and wiped as they are taken. */
+static void jti_random(uint8_t out[16]) {
+  static _Thread_local uint8_t pool[16 * 64];
+  static _Thread_local size_t left;
+  if (left == 0) {
+    randombytes_buf(pool, sizeof(pool));
+    left = sizeof(pool);
+  }
+  left -= 16;
+  memcpy(out, pool + left, 16);
+  sodium_memzero(pool + left, 16);
+}
+
 int ts_token_sign(ts_domain *d, const ts_token_spec *s, char **token,
                   char jti[TS_JTI_CHARS + 1], int64_t *exp) {
   if (s->jti) {
     snprintf(jti, TS_JTI_CHARS + 1, "%s", s->jti);
   } else {
     uint8_t raw[16];
-    randombytes_buf(raw, sizeof(raw));
+    jti_random(raw);
     sodium_bin2base64(jti, TS_JTI_CHARS + 1, raw, sizeof(raw),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   }
   *exp = s->now + s->ttl;
+  const ts_key *k = s->kid ? ts_keyring_find(d->keys.ring, s->kid) : NULL;
+  if (!k || !k->has_sk) k = ts_keyring_active(d->keys.ring);
+  char fast[CLAIMS_FAST_MAX];
+  size_t fast_len = claims_fast(d, s, jti, *exp, fast, sizeof(fast));
+  if (fast_len) return ts_jws_sign_payload(k->sk, k->kid, s->typ, fast, fast_len, token);
   json_t *c = s->extra ? json_deep_copy(s->extra) : json_object();
   if (!c) return TS_ENOMEM;
   int bad = json_object_set_new(c, "iss", json_string(d->cfg->issuer)) ||
@@ -48,11 +183,7 @@ int ts_token_sign(ts_domain *d, const ts_token_spec *s, char **token,
             (s->purpose && json_object_set_new(c, "purpose", json_string(s->purpose))) ||
             (s->fam && json_object_set_new(c, "fam", json_string(s->fam)));
   int rc = bad ? TS_ENOMEM : 0;
-  if (!rc) {
-    const ts_key *k = s->kid ? ts_keyring_find(d->keys.ring, s->kid) : NULL;
-    if (!k || !k->has_sk) k = ts_keyring_active(d->keys.ring);
-    rc = ts_jws_sign(k->sk, k->kid, s->typ, c, token);
-  }
+  if (!rc) rc = ts_jws_sign(k->sk, k->kid, s->typ, c, token);
   json_decref(c);
   return rc;
 }

@@ -226,6 +226,35 @@ static void sign_verify_roundtrip(void) {
   json_decref(claims);
 }
 
+/* The hand-written path (ts_jws_sign_payload, ts_jws_json_str; issue 11) gives the bytes
+ * jansson gives: the same header, the same escaping, so the same token. */
+static void sign_payload_matches_jansson(void) {
+  setup();
+  static const char tricky[] = "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f caf\xc3\xa9 \xf0\x9f\x94\x91";
+  json_t *claims = json_pack("{s:s, s:I, s:s}", "sub", tricky, "exp", (json_int_t)2000000000,
+                             "scope", "a b");
+  char *dumped = json_dumps(claims, JSON_COMPACT);
+  char *want = NULL, *got = NULL;
+  TT_EQ_INT(ts_jws_sign(g_sk, "k\"1", "at+jwt", claims, &want), 0);
+  TT_EQ_INT(ts_jws_sign_payload(g_sk, "k\"1", "at+jwt", dumped, strlen(dumped), &got), 0);
+  TT_EQ_STR(got, want);
+  /* One string, escaped by hand, as jansson dumps it. */
+  json_t *one = json_string(tricky);
+  char *js = json_dumps(one, JSON_ENCODE_ANY);
+  char buf[6 * sizeof(tricky) + 2];
+  size_t n = ts_jws_json_str(buf, tricky, strlen(tricky));
+  TT_ASSERT(n == strlen(js) && memcmp(buf, js, n) == 0);
+  TT_EQ_INT((int)ts_jws_json_str(buf, "a\0b", 3), 0); /* a NUL is refused */
+  free(got);
+  TT_EQ_INT(ts_jws_sign_payload(g_sk, "../k", "at+jwt", dumped, strlen(dumped), &got), TS_EINTERNAL);
+  free(js);
+  json_decref(one);
+  free(dumped);
+  free(want);
+  free(got);
+  json_decref(claims);
+}
+
 static void sign_refuses_bad_input(void) {
   setup();
   json_t *arr = json_array(), *obj = json_object(), *big = json_object();
@@ -650,6 +679,7 @@ static const tt_case cases[] = {
     TT_CASE(libsodium_rejects_s_plus_l),
     TT_CASE(b64_canonical_only),
     TT_CASE(sign_verify_roundtrip),
+    TT_CASE(sign_payload_matches_jansson),
     TT_CASE(sign_refuses_bad_input),
     TT_CASE(alg_ed25519_accepted),
     TT_CASE(reject_alg),
