@@ -13,7 +13,14 @@
  * SELECT (a db other than 0), ROLE (must answer "master": a replica, or a master demoted by a
  * failover, is refused and the connection made again), FUNCTION LOAD REPLACE (the commands
  * connection). The connection is up when the last of them answered.
- * Drops never happen inside a hiredis callback: they are flagged and done from the timer. */
+ * Drops never happen inside a hiredis callback: they are flagged and done from the timer.
+ *
+ * Writes: hiredis asks its event adapter for write readiness after every command, and the
+ * libuv adapter restarts its poll handle (an epoll_ctl) on every such call and on every read.
+ * On an up connection the commands of one loop turn are written at once instead, from a
+ * uv_check (one write(2) per turn, the pipelining the issue asks for); poll for writability is
+ * used only when the socket's buffer is full (and while connecting). The adapter's read
+ * interest is kept as it is rather than restarted. */
 #include "redis.h"
 
 #include "error.h"
@@ -40,6 +47,37 @@ struct rb_req {
 
 static void connect_now(rb_conn *c);
 static void on_deadline(uv_timer_t *t);
+
+/* ---- the adapter's event hooks (see the note on top) --------------------------------------- */
+
+static void on_flush(uv_check_t *h) {
+  rb_conn *c = h->data;
+  uv_check_stop(h);
+  if (!c->ac || c->state == RB_CLOSED) return;
+  c->in_flush = true;
+  redisAsyncHandleWrite(c->ac); /* what did not fit asks for writability (in_flush) */
+  c->in_flush = false;
+}
+
+static void hook_add_write(void *privdata) {
+  redisLibuvEvents *p = privdata;
+  rb_conn *c = p->context ? p->context->data : NULL;
+  if (c && c->state == RB_UP && !c->in_flush) {
+    if (!uv_is_active((uv_handle_t *)&c->flush)) uv_check_start(&c->flush, on_flush);
+    return;
+  }
+  if (!(p->events & UV_WRITABLE)) redisLibuvAddWrite(privdata);
+}
+
+static void hook_del_write(void *privdata) {
+  redisLibuvEvents *p = privdata;
+  if (p->events & UV_WRITABLE) redisLibuvDelWrite(privdata);
+}
+
+static void hook_add_read(void *privdata) {
+  redisLibuvEvents *p = privdata;
+  if (!(p->events & UV_READABLE)) redisLibuvAddRead(privdata);
+}
 static void on_retry(uv_timer_t *t);
 
 static void unlink_req(rb_conn *c, rb_req *q) {
@@ -258,6 +296,9 @@ static void connected_to(rb_conn *c, redisAsyncContext *ac) {
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   /* An idle connection never holds the loop: only the deadline timer of an owed reply does. */
   uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
+  ac->ev.addWrite = hook_add_write;
+  ac->ev.delWrite = hook_del_write;
+  ac->ev.addRead = hook_add_read;
   c->ac = ac;
   c->state = RB_CONNECTING;
   c->drop_wanted = false;
@@ -316,8 +357,9 @@ void rb_conn_init(rb_conn *c, uv_loop_t *loop, const rb_url *url, const char *na
   uv_timer_init(loop, &c->deadline);
   uv_timer_init(loop, &c->retry);
   uv_unref((uv_handle_t *)&c->retry);
-  c->deadline.data = c->retry.data = c;
-  c->open_handles = 2;
+  uv_check_init(loop, &c->flush);
+  c->deadline.data = c->retry.data = c->flush.data = c;
+  c->open_handles = 3;
 }
 
 void rb_conn_start(rb_conn *c) {
@@ -346,6 +388,7 @@ void rb_conn_close(rb_conn *c) {
   (void)was;
   uv_close((uv_handle_t *)&c->deadline, on_timer_closed);
   uv_close((uv_handle_t *)&c->retry, on_timer_closed);
+  uv_close((uv_handle_t *)&c->flush, on_timer_closed);
 }
 
 void rb_conn_drop_later(rb_conn *c) {

@@ -85,10 +85,12 @@ struct rb_conn {
   size_t pending;
   uv_timer_t deadline;       /* the head's deadline */
   uv_timer_t retry;          /* reconnection backoff */
+  uv_check_t flush;          /* writes what this loop turn queued, once (client.c) */
+  bool in_flush;
   unsigned failures;         /* consecutive failed connects: the backoff's exponent */
   bool drop_wanted;          /* drop at the next deadline tick (outside hiredis callbacks) */
   bool ever_up;
-  unsigned open_handles;     /* timers not closed yet (close) */
+  unsigned open_handles;     /* handles not closed yet (close) */
   rb_counters *counters;
   void (*on_up)(void *ctx);  /* connected and ready (after the connect sequence) */
   void (*on_down)(void *ctx);
