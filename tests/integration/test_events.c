@@ -193,6 +193,11 @@ static void failed_revocation_is_not_announced(void) {
   static const char *const args[] = {"--max-store-bytes", "2M", NULL};
   td_daemon d;
   td_start(&d, args);
+  if (tr_env_redis()) { /* the Redis store's cap: maxmemory with noeviction (tests/lib/redis.c) */
+    char out[64];
+    TT_EQ_INT(tr_cli(&d.redis, out, sizeof(out),
+                     (const char *[]){"CONFIG", "SET", "maxmemory", "3mb", NULL}), 0);
+  }
   tessera_client *c = tc_client(&d);
   json_t *s1 = tc_create_sub(c, "uma"), *s2 = tc_create_sub(c, "uma");
   json_t *up = tc_pair_for(c, "uma");

@@ -381,13 +381,13 @@ static void revocation_list_is_swept(void) {
   if (tc_int(live, "refresh_expires_at") > last_exp) last_exp = tc_int(live, "refresh_expires_at");
   TT_EQ_INT(tc_stat(c, "revocations"), N + 1);
   TT_EQ_INT(tc_stat(c, "families"), 1);
-  long long swept0 = tc_stat(c, "swept");
+  long long swept0 = tr_env_redis() ? 0 : tc_stat(c, "swept"); /* LMDB's sweeper */
 
   tc_wait_wall_until(last_exp + 1);
   TT_ASSERT_MSG(tc_wait_stat(c, "revocations", false, 0, 5000) == 0, "revocations still %lld after their exp",
                 tc_stat(c, "revocations"));
   TT_ASSERT(tc_wait_stat(c, "families", false, 0, 5000) == 0);
-  TT_ASSERT(tc_stat(c, "swept") >= swept0 + N + 2);
+  if (!tr_env_redis()) TT_ASSERT(tc_stat(c, "swept") >= swept0 + N + 2);
   /* Forgetting them resurrects nothing: the tokens themselves have expired. */
   for (int i = 0; i < N; i++) TT_EQ_STR(tc_verify_code(c, tc_str(toks[i], "token"), NULL, true), "expired");
   TT_EQ_STR(tc_refresh(c, tc_str(live, "refresh_token"), NULL), "expired");
@@ -439,7 +439,7 @@ static void revocation_holds_through_the_last_second(void) {
                 tc_stat(c, "revocations"));
   if (next) tc_wait_wall_until(tc_int(next, "refresh_expires_at") + 1);
   TT_ASSERT_MSG(tc_wait_stat(c, "families", false, 0, 5000) == 0, "families: %lld", tc_stat(c, "families"));
-  TT_ASSERT(tc_wait_stat(c, "expiry_index", false, 0, 5000) == 0);
+  if (!tr_env_redis()) TT_ASSERT(tc_wait_stat(c, "expiry_index", false, 0, 5000) == 0);
   json_decref(next);
   json_decref(live);
   json_decref(t);

@@ -135,6 +135,7 @@ static void non_canonical_handles_name_nothing(void) {
 }
 
 static void list_when_reads_fail_is_unavailable(void) {
+  if (tr_env_redis()) tt_skip("LMDB's reader table (Redis faults: test_redis_faults)");
   td_daemon d;
   td_start(&d, NULL);
   tessera_client *c = tc_client(&d);
@@ -309,7 +310,7 @@ static void revoke_all_with_and_without_except(void) {
   tc_expect_error(c, "session.revoke_all", json_pack("{s:s, s:b}", "sub", "leo", "force", 1),
                   "bad_request", "force");
   TT_EQ_INT(tc_stat(c, "sessions"), 1);
-  TT_EQ_INT(tc_stat(c, "expiry_index"), 1);
+  if (!tr_env_redis()) TT_EQ_INT(tc_stat(c, "expiry_index"), 1); /* LMDB's own index */
   for (int i = 0; i < 5; i++) json_decref(s[i]);
   json_decref(t1);
   json_decref(bystander);
@@ -351,6 +352,7 @@ static void revoke_all_of_a_sub_with_many_sessions(void) {
 /* ---- sweeper ---------------------------------------------------------------------------- */
 
 static void sweeper_deletes_100k_expired(void) {
+  if (tr_env_redis()) tt_skip("LMDB's sweeper (Redis expires records itself)");
   static const char *const args[] = {"--sweep-interval", "200ms", "--log-level", "info", NULL};
   td_daemon d;
   td_start(&d, args);
@@ -559,6 +561,7 @@ static int create_until_full(tessera_client *c, const json_t *params, int batch,
 }
 
 static void store_cap_answers_unavailable(void) {
+  if (tr_env_redis()) tt_skip("LMDB's --max-store-bytes (Redis: maxmemory, noeviction)");
   static const char *const args[] = {"--max-store-bytes", "1M", NULL};
   td_daemon d;
   td_start(&d, args);
@@ -640,6 +643,7 @@ static void store_cap_answers_unavailable(void) {
 /* A store filled with sessions that then expire empties itself: the sweeper's deletes work at
  * the cap, and creates are accepted again without anybody revoking anything. */
 static void store_cap_heals_by_sweeping(void) {
+  if (tr_env_redis()) tt_skip("LMDB's --max-store-bytes and sweeper");
   /* Relaxed durability only to fill fast: what is under test is the sweeper in a full store. */
   static const char *const args[] = {
       "--max-store-bytes", "1M", "--sweep-interval", "100ms", "--durability", "relaxed", NULL};

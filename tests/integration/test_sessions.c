@@ -157,6 +157,7 @@ static void create_rejects_bad_params(void) {
   /* Durations: 1 .. --max-session-ttl, integers only. */
   json_decref(tc_create(c, json_pack("{s:s, s:i, s:i}", "sub", "a", "ttl", 3600, "idle_ttl", 3600)));
   json_decref(tc_create(c, json_pack("{s:s, s:i, s:i}", "sub", "a", "ttl", 1, "idle_ttl", 1)));
+  long long one_second_session_at = tc_mono_ms();
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "ttl", 3601), "bad_request", "ttl");
   tc_expect_error(c, m, json_pack("{s:s, s:i}", "sub", "a", "idle_ttl", 3601), "bad_request",
                   "idle_ttl");
@@ -224,8 +225,11 @@ static void create_rejects_bad_params(void) {
       "bad_request", "evil_key");
   tc_expect_error(c, m, json_pack("{s:s, s:s}", "sub", "a", "client", "10.0.0.1"), "bad_request",
                   "client");
-  /* Nothing of the refused requests was stored. */
-  TT_EQ_INT(tc_stat(c, "sessions"), 5);
+  /* Nothing of the refused requests was stored. The 1-second session may be gone once its
+   * second is over (Redis expires it then; LMDB's sweeper soon after). */
+  long long n = tc_stat(c, "sessions");
+  TT_ASSERT_MSG(n == 5 || (n == 4 && tc_mono_ms() - one_second_session_at >= 1000),
+                "sessions: %lld", n);
   tessera_close(c);
   tc_stop_clean(&d);
 }
@@ -258,6 +262,7 @@ static void create_1000_distinct(void) {
 
 /* Neither the sid nor its 32 raw bytes ever reach the data file (or the log). */
 static void data_file_holds_no_sid(void) {
+  if (tr_env_redis()) tt_skip("LMDB's data file");
   td_daemon d;
   td_start(&d, NULL);
   tessera_client *c = tc_client(&d);
@@ -597,8 +602,10 @@ static void expiry_enforced_before_the_sweeper_runs(void) {
   tc_expect_error(c, "session.rotate", json_pack("{s:s}", "sid", tc_str(a, "sid")), "unauthenticated",
                   NULL);
   /* Still stored (nothing swept): validate itself refused them. */
-  TT_EQ_INT(tc_stat(c, "swept"), 0);
-  TT_EQ_INT(tc_stat(c, "sessions"), 3);
+  if (!tr_env_redis()) { /* LMDB: the records stay until swept; Redis expires them itself */
+    TT_EQ_INT(tc_stat(c, "swept"), 0);
+    TT_EQ_INT(tc_stat(c, "sessions"), 3);
+  }
   /* Revoking an expired session revokes nothing (it was already dead) but removes it. */
   TT_EQ_INT(tc_revoke_n(c, "handle", tc_str(b, "handle")), 0);
   TT_EQ_INT(tc_revoke_n(c, "sid", tc_str(a, "sid")), 0);
@@ -706,7 +713,7 @@ static void rotate_replaces_the_sid(void) {
   TT_EQ_INT(json_array_size(json_object_get(l, "sessions")), 1);
   json_decref(l);
   TT_EQ_INT(tc_stat(c, "sessions"), 1);
-  TT_EQ_INT(tc_stat(c, "expiry_index"), 1);
+  if (!tr_env_redis()) TT_EQ_INT(tc_stat(c, "expiry_index"), 1); /* LMDB's own index */
   /* The handle still names it. */
   TT_EQ_INT(tc_revoke_n(c, "handle", tc_str(r, "handle")), 1);
   tc_expect_unauthenticated(c, tc_str(winner, "sid"));
@@ -757,7 +764,7 @@ static void revoke_by_sid_and_by_handle(void) {
   TT_EQ_INT(tc_revoke_n(a, "handle", tc_str(s3, "sid")), 0);
   tc_expect_valid(b, tc_str(s3, "sid"));
   TT_EQ_INT(tc_stat(a, "sessions"), 1);
-  TT_EQ_INT(tc_stat(a, "expiry_index"), 1);
+  if (!tr_env_redis()) TT_EQ_INT(tc_stat(a, "expiry_index"), 1); /* LMDB's own index */
   json_decref(s1);
   json_decref(s2);
   json_decref(s3);

@@ -564,7 +564,7 @@ long long tc_expect_revoked_one(tc_raw *r, const char *kind, const char *id) {
   TT_ASSERT_MSG(strcmp(tc_str(e, "kind"), kind) == 0 && strcmp(tc_str(e, "id"), id) == 0,
                 "expected {kind: %s, id: %s}, got %.400s", kind, id, shown);
   TT_EQ_INT(json_object_size(e), 4); /* kind, id, until, cursor: `before` only for kind sub */
-  TT_ASSERT(strlen(tc_str(e, "cursor")) == 32);
+  TT_ASSERT(strlen(tc_str(e, "cursor")) > 0 && strlen(tc_str(e, "cursor")) <= 48); /* TS_CURSOR_MAX */
   long long until = tc_int(e, "until");
   free(shown);
   json_decref(args);

@@ -63,6 +63,15 @@ void td_launch(td_daemon *d, const char *const *extra) {
   argv[n++] = "--data"; argv[n++] = d->data;
   argv[n++] = "--keys"; argv[n++] = d->keys;
   argv[n++] = "--log-level"; argv[n++] = getenv("TT_LOG_LEVEL") ? getenv("TT_LOG_LEVEL") : "debug";
+  if (tr_env_redis()) {
+    if (d->redis.pid <= 0) {
+      char rdir[200];
+      snprintf(rdir, sizeof(rdir), "%s/redis", d->dir);
+      if (d->redis.dir[0]) tr_restart(&d->redis);
+      else tr_start(&d->redis, rdir);
+    }
+    argv[n++] = "--store"; argv[n++] = d->redis.url;
+  }
   for (int i = 0; extra && extra[i]; i++) {
     TT_ASSERT(n < 78);
     argv[n++] = extra[i];
@@ -142,6 +151,7 @@ void td_kill9(td_daemon *d) {
 }
 
 void td_cleanup(td_daemon *d) {
+  tr_stop(&d->redis);
   if (!d->dir[0] || getenv("TT_KEEP")) return;
   char cmd[256];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);

@@ -7,6 +7,8 @@
 #ifndef TT_DAEMON_H
 #define TT_DAEMON_H
 
+#include "redis.h"
+
 #include <sys/types.h>
 
 typedef struct td_daemon {
@@ -16,12 +18,14 @@ typedef struct td_daemon {
   char data[192];
   char keys[192];
   char log[192];
+  tr_redis redis; /* TT_STORE=redis: the daemon's own redis-server (<dir>/redis) */
 } td_daemon;
 
 /* Makes the temp dir and fills the paths; does not start anything. */
 void td_init(td_daemon *d);
 /* Starts tesserad on d's paths with extra flags (NULL-terminated list, may be NULL) and waits
- * until it is ready. */
+ * until it is ready. With TT_STORE=redis, first starts d's Redis (once: it outlives daemon
+ * restarts and kill -9, until td_cleanup) and adds --store redis+unix://... */
 void td_launch(td_daemon *d, const char *const *extra);
 /* td_init + td_launch. */
 void td_start(td_daemon *d, const char *const *extra);

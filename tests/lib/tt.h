@@ -22,6 +22,11 @@ typedef struct tt_case {
 int tt_main(int argc, char **argv, const tt_case *cases, size_t n);
 void tt_fail(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
 
+/* Ends the case as skipped ("ok - name # SKIP"): it does not apply here (e.g. an LMDB file
+ * check under TT_STORE=redis). why goes to stderr. */
+void tt_skip(const char *why) __attribute__((noreturn));
+#define TT_SKIP_EXIT 77
+
 #define TT_MAIN(cases) \
   int main(int argc, char **argv) { return tt_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0])); }
 #define TT_CASE(fn) {#fn, fn}
