@@ -12,6 +12,7 @@
  * leaves the older last_seen_at, which can only make the session expire sooner. */
 #include "sessions.h"
 
+#include "audit.h"
 #include "backend.h"
 #include "domain.h"
 #include "error.h"
@@ -184,9 +185,26 @@ typedef struct validate_ctx {
   char buf[64 + 1024];
 } validate_ctx;
 
+/* A session revoked by --bind-policy enforce inside validate: no revoke method replies for
+ * it, so it is counted and audited here (public ids only). */
+typedef struct drop_ctx {
+  ts_req *req;
+  char handle[TS_HANDLE_CHARS + 1];
+  char sub[TS_SUB_MAX + 1];
+} drop_ctx;
+
 static void on_dropped(void *ctx, int status, unsigned n) {
-  (void)status, (void)n; /* revoked or not, the session is not accepted */
-  ts_req_fail(ctx, TS_EUNAUTHENTICATED, NULL);
+  drop_ctx *dc = ctx;
+  if (status == 0 && n > 0) {
+    dc->req->conn->server->stats.revocations[TS_REVOKE_SESSION]++;
+    if (ts_audit_enabled())
+      ts_audit_emit("session.revoked",
+                    json_pack("{s:s, s:s, s:s, s:s, s:s}", "method", "session.validate",
+                              "reason", "bind_policy", "result", "ok", "handle", dc->handle,
+                              "sub", dc->sub));
+  }
+  ts_req_fail(dc->req, TS_EUNAUTHENTICATED, NULL); /* revoked or not, it is not accepted */
+  free(dc);
 }
 
 static void on_validated(void *ctx, int status, const ts_session_rec *rec) {
@@ -202,7 +220,15 @@ static void on_validated(void *ctx, int status, const ts_session_rec *rec) {
   bool ua_changed = ua_differs(rec->ua, rec->ua_len, &vc->ua);
   if (ua_changed && domain_of(r)->cfg->bind_policy == TS_BIND_ENFORCE) {
     ts_log(TS_LOG_INFO, "session revoked: user agent changed (bind-policy enforce)", NULL);
-    b->ops->session_revoke(b, vc->hash, NULL, vc->now, on_dropped, r);
+    drop_ctx *dc = calloc(1, sizeof(*dc));
+    if (!dc) {
+      ts_req_fail(r, TS_ENOMEM, NULL);
+    } else {
+      dc->req = r;
+      b64(dc->handle, sizeof(dc->handle), rec->handle, TS_HANDLE_BYTES);
+      snprintf(dc->sub, sizeof(dc->sub), "%.*s", (int)rec->sub_len, rec->sub);
+      b->ops->session_revoke(b, vc->hash, NULL, vc->now, on_dropped, dc);
+    }
     free(vc);
     return;
   }

@@ -544,6 +544,43 @@ static void audit_stream_without_secrets(void) {
   td_cleanup(&d);
 }
 
+/* --bind-policy enforce revokes a session inside validate (here through forward-auth, with
+ * another browser's user agent): that revocation is an audit event and a counted revocation
+ * too, though no revoke method ran. */
+static void enforced_revocation_is_audited(void) {
+  td_daemon d;
+  td_init(&d);
+  char audit[256], listen[64];
+  snprintf(audit, sizeof(audit), "%s/audit.log", d.dir);
+  int port = hc_free_port();
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  td_launch(&d, (const char *const[]){"--http-listen", listen, "--audit-log", audit,
+                                      "--bind-policy", "enforce", NULL});
+  tessera_client *c = tc_client(&d);
+  json_t *s = create(c, "eve", "Firefox");
+  hc_resp r;
+  auth(port, tc_str(s, "sid"), "curl", NULL, &r);
+  TT_EQ_INT(r.status, 401);
+  TT_EQ_STR(tc_validate(c, tc_str(s, "sid"), json_pack("{s:s}", "ua", "Firefox"), NULL),
+            "unauthenticated"); /* revoked, not just refused once */
+  hc_get(port, "/metrics", NULL, &r);
+  TT_EQ_INT(r.status, 200);
+  TT_ASSERT_MSG(strstr(r.body, "tessera_revocations_total{kind=\"session\"} 1") != NULL,
+                "metrics: %.2000s", r.body);
+  tc_stop_ok(&d);
+  char *text = td_read_file(audit, NULL);
+  char want[128];
+  snprintf(want, sizeof(want), "\"handle\":\"%s\"", tc_str(s, "handle"));
+  const char *line = strstr(text, "\"event\":\"session.revoked\"");
+  TT_ASSERT_MSG(line && strstr(text, "\"reason\":\"bind_policy\"") && strstr(text, want),
+                "audit: %s", text);
+  TT_ASSERT(strstr(text, tc_str(s, "sid")) == NULL);
+  free(text);
+  json_decref(s);
+  tessera_close(c);
+  td_cleanup(&d);
+}
+
 static void clean_stop_with_http_connections_open(void) {
   td_daemon d;
   int port = start(&d, NULL);
@@ -604,6 +641,7 @@ static const tt_case cases[] = {
     TT_CASE(hostile_input_closes_that_connection_only),
     TT_CASE(slow_and_idle_connections_time_out),
     TT_CASE(audit_stream_without_secrets),
+    TT_CASE(enforced_revocation_is_audited),
     TT_CASE(clean_stop_with_http_connections_open),
     TT_CASE(unix_listener),
     TT_CASE(off_by_default),
