@@ -135,11 +135,12 @@ static void flood_does_not_starve_another_connection(void) {
   pthread_create(&w, NULL, flood_writer, &f);
   pthread_create(&r, NULL, flood_reader, &f);
   while (atomic_load(&f.answered) < f.n / 10 && !f.failed) usleep(1000);
-  for (int i = 0; i < 5; i++) {
-    json_decref(tc_call_ok(c, "sys.ping", NULL));
-    TT_ASSERT_MSG(atomic_load(&f.answered) < f.n,
-                  "the other connection's call %d waited for the whole flood", i);
-  }
+  /* One call, made with 90% of the flood still to serve: answered before the flood is. (Only
+   * the first is checked: a sanitized client's own round trips are slow enough that later
+   * calls may fairly see the flood finish.) */
+  json_decref(tc_call_ok(c, "sys.ping", NULL));
+  TT_ASSERT_MSG(atomic_load(&f.answered) < f.n,
+                "the other connection's call waited for the whole flood");
   pthread_join(w, NULL);
   pthread_join(r, NULL);
   TT_ASSERT(!f.failed);
