@@ -69,7 +69,9 @@ static void *worker(void *arg) {
     } else if (strcmp(code, "unavailable") == 0) {
       atomic_fetch_add(&l->unavailable, 1);
     } else {
+      pthread_mutex_lock(&l->mu); /* several workers may see the same failure at once */
       snprintf(l->other_code, sizeof(l->other_code), "%s", code);
+      pthread_mutex_unlock(&l->mu);
       atomic_fetch_add(&l->other, 1);
     }
   }
