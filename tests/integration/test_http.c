@@ -486,15 +486,23 @@ static void slow_and_idle_connections_time_out(void) {
   tc_stop_clean(&d);
 }
 
-static void audit_stream_without_secrets(void) {
-  td_daemon d;
-  td_init(&d);
-  char audit[256], listen[64];
-  snprintf(audit, sizeof(audit), "%s/audit.log", d.dir);
+/* Starts a daemon with the HTTP edge and --audit-log in its dir, plus one flag and its value;
+ * returns the port. audit receives the audit log's path. */
+static int start_audited(td_daemon *d, char audit[256], const char *flag, const char *value) {
+  static char listen[64];
+  td_init(d);
+  snprintf(audit, 256, "%s/audit.log", d->dir);
   int port = hc_free_port();
   snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-  td_launch(&d, (const char *const[]){"--http-listen", listen, "--audit-log", audit,
-                                      "--log-level", "debug", NULL});
+  td_launch(d, (const char *const[]){"--http-listen", listen, "--audit-log", audit, flag, value,
+                                     NULL});
+  return port;
+}
+
+static void audit_stream_without_secrets(void) {
+  td_daemon d;
+  char audit[256];
+  int port = start_audited(&d, audit, "--log-level", "debug");
   tessera_client *c = tc_client(&d);
   json_t *s = create(c, "ann", NULL);
   hc_resp r;
@@ -549,13 +557,8 @@ static void audit_stream_without_secrets(void) {
  * too, though no revoke method ran. */
 static void enforced_revocation_is_audited(void) {
   td_daemon d;
-  td_init(&d);
-  char audit[256], listen[64];
-  snprintf(audit, sizeof(audit), "%s/audit.log", d.dir);
-  int port = hc_free_port();
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-  td_launch(&d, (const char *const[]){"--http-listen", listen, "--audit-log", audit,
-                                      "--bind-policy", "enforce", NULL});
+  char audit[256];
+  int port = start_audited(&d, audit, "--bind-policy", "enforce");
   tessera_client *c = tc_client(&d);
   json_t *s = create(c, "eve", "Firefox");
   hc_resp r;
