@@ -89,17 +89,23 @@ static void await_count(atomic_int *v, int want, int timeout_ms, const char *wha
   }
 }
 
+/* Starts WORKERS threads creating sessions through d until l->stop. */
+static void load_start(load *l, const td_daemon *d, pthread_t th[WORKERS]) {
+  *l = (load){.d = d};
+  pthread_mutex_init(&l->mu, NULL);
+  l->sids = calloc(MAX_ACKED, sizeof(*l->sids));
+  for (int i = 0; i < WORKERS; i++) TT_ASSERT(pthread_create(&th[i], NULL, worker, l) == 0);
+}
+
 static void redis_killed_under_load_loses_nothing_acknowledged(void) {
   tr_redis r;
   tr_start(&r, NULL);
   td_daemon d;
   const char *extra[] = {"--store", r.url, "--redis-timeout", "300", NULL};
   td_start(&d, extra);
-  load l = {.d = &d};
-  pthread_mutex_init(&l.mu, NULL);
-  l.sids = calloc(MAX_ACKED, sizeof(*l.sids));
+  load l;
   pthread_t th[WORKERS];
-  for (int i = 0; i < WORKERS; i++) TT_ASSERT(pthread_create(&th[i], NULL, worker, &l) == 0);
+  load_start(&l, &d, th);
   await_count(&l.acked, 200, 20000, "writes before the kill");
   tr_kill9(&r);
   int acked_at_kill = atomic_load(&l.acked);
@@ -148,11 +154,9 @@ static void sidecar_killed_under_load_loses_nothing_acknowledged(void) {
   td_daemon d;
   const char *extra[] = {"--store", r.url, "--redis-timeout", "2000", NULL};
   td_start(&d, extra);
-  load l = {.d = &d};
-  pthread_mutex_init(&l.mu, NULL);
-  l.sids = calloc(MAX_ACKED, sizeof(*l.sids));
+  load l;
   pthread_t th[WORKERS];
-  for (int i = 0; i < WORKERS; i++) TT_ASSERT(pthread_create(&th[i], NULL, worker, &l) == 0);
+  load_start(&l, &d, th);
   await_count(&l.acked, 300, 20000, "writes before the kill");
   td_kill9(&d);
   atomic_store(&l.stop, true);
