@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A first block that holds most replies (msgpack's own 8 KiB start would make every reply a
+ * large allocation, too large for the request pool to keep). */
+#define WIPE_SBUFFER_INIT_SIZE 512
+
 int ts_wipe_grow(uint8_t **buf, size_t *cap, size_t used, size_t ncap) {
   uint8_t *nb = malloc(ncap ? ncap : 1);
   if (!nb) return -1;
@@ -27,7 +31,7 @@ int ts_wipe_sbuffer_write(void *data, const char *buf, size_t len) {
   msgpack_sbuffer *sb = data;
   if (!buf || len == 0) return 0;
   if (sb->alloc - sb->size < len) {
-    size_t n = sb->alloc ? sb->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+    size_t n = sb->alloc ? sb->alloc : WIPE_SBUFFER_INIT_SIZE;
     while (n - sb->size < len) {
       if (n > SIZE_MAX / 2) return -1;
       n *= 2;

@@ -176,14 +176,41 @@ static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_ex
   ts_req_send(r);
 }
 
-/* What validate's completion needs: the hash, the time, and copies of the client's ip/ua. */
+/* What validate's completion needs: the hash, the time, and copies of the client's ip/ua.
+ * Kept in a free list once used (loop thread only): no heap call per validate. */
 typedef struct validate_ctx {
+  struct validate_ctx *next_free;
   ts_req *req;
   uint8_t hash[TS_HASH_BYTES];
   int64_t now;
   ts_param_value ip, ua; /* str points into buf */
   char buf[64 + 1024];
 } validate_ctx;
+
+#define VALIDATE_POOL_MAX 1024
+
+static validate_ctx *validate_pool;
+static unsigned validate_pooled;
+
+static validate_ctx *validate_ctx_get(void) {
+  validate_ctx *vc = validate_pool;
+  if (!vc) return malloc(sizeof(*vc));
+  validate_pool = vc->next_free;
+  validate_pooled--;
+  return vc;
+}
+
+static void validate_ctx_put(validate_ctx *vc) {
+  if (vc->ip.present) sodium_memzero(vc->buf, vc->ip.len);
+  if (vc->ua.present) sodium_memzero(vc->buf + 64, vc->ua.len);
+  if (validate_pooled >= VALIDATE_POOL_MAX) {
+    free(vc);
+    return;
+  }
+  vc->next_free = validate_pool;
+  validate_pool = vc;
+  validate_pooled++;
+}
 
 /* A session revoked by --bind-policy enforce inside validate: no revoke method replies for
  * it, so it is counted and audited here (public ids only). */
@@ -213,7 +240,7 @@ static void on_validated(void *ctx, int status, const ts_session_rec *rec) {
   ts_backend *b = backend_of(r);
   if (status) {
     ts_req_fail(r, status == TS_ENOTFOUND ? TS_EUNAUTHENTICATED : TS_EUNAVAILABLE, NULL);
-    free(vc);
+    validate_ctx_put(vc);
     return;
   }
   bool ip_changed = ip_differs(rec->ip, rec->ip_len, &vc->ip);
@@ -229,7 +256,7 @@ static void on_validated(void *ctx, int status, const ts_session_rec *rec) {
       snprintf(dc->sub, sizeof(dc->sub), "%.*s", (int)rec->sub_len, rec->sub);
       b->ops->session_revoke(b, vc->hash, NULL, vc->now, on_dropped, dc);
     }
-    free(vc);
+    validate_ctx_put(vc);
     return;
   }
   int64_t idle_expires_at = ts_session_idle_expires_at(rec);
@@ -242,7 +269,7 @@ static void on_validated(void *ctx, int status, const ts_session_rec *rec) {
   }
   pack_validated(r, rec, idle_expires_at, ip_changed, ua_changed);
   if (touch) b->ops->session_touch(b, vc->hash, vc->now);
-  free(vc);
+  validate_ctx_put(vc);
 }
 
 static void copy_param(ts_param_value *dst, const ts_param_value *src, char *buf) {
@@ -256,11 +283,13 @@ static void copy_param(ts_param_value *dst, const ts_param_value *src, char *buf
 
 void ts_session_validate(ts_req *r, const uint8_t hash[TS_HASH_BYTES], const ts_param_value *ip,
                          const ts_param_value *ua) {
-  validate_ctx *vc = malloc(sizeof(*vc));
-  if (!vc || (ip && ip->present && ip->len > 64) || (ua && ua->present && ua->len > 1024)) {
-    int err = vc ? TS_EBAD_REQUEST : TS_ENOMEM; /* the param specs already cap both */
-    free(vc);
-    ts_req_fail(r, err, NULL);
+  if ((ip && ip->present && ip->len > 64) || (ua && ua->present && ua->len > 1024)) {
+    ts_req_fail(r, TS_EBAD_REQUEST, NULL); /* the param specs already cap both */
+    return;
+  }
+  validate_ctx *vc = validate_ctx_get();
+  if (!vc) {
+    ts_req_fail(r, TS_ENOMEM, NULL);
     return;
   }
   vc->req = r;

@@ -91,8 +91,13 @@ static bool ready(ts_backend *b) {
   return true; /* an embedded store is there while the daemon runs */
 }
 
+static void on_turn(uv_prepare_t *h) { ts_store_snapshot_end(h->data); }
+
+static void on_turn_closed(uv_handle_t *h) { free(h); }
+
 static void close_lmdb(ts_backend *b) {
   lmdb_backend *lb = lmdb_of(b);
+  if (lb->turn) uv_close((uv_handle_t *)lb->turn, on_turn_closed);
   if (lb->writer) ts_writer_stop(lb->writer); /* every owed completion runs */
   if (lb->sweeper) ts_sweeper_stop(lb->sweeper);
   ts_store_close(lb->store);
@@ -145,6 +150,14 @@ int ts_backend_lmdb_open(ts_backend **out, const ts_config *cfg, void *uv_loop) 
   }
   int cleared = ts_store_reader_check(lb->store);
   if (cleared > 0) ts_log(TS_LOG_INFO, "stale store readers cleared", "{s:i}", "readers", cleared);
+  if ((lb->turn = malloc(sizeof(*lb->turn))) == NULL) {
+    close_lmdb(&lb->base);
+    return TS_ENOMEM;
+  }
+  uv_prepare_init(uv_loop, lb->turn);
+  lb->turn->data = lb->store;
+  uv_prepare_start(lb->turn, on_turn);
+  uv_unref((uv_handle_t *)lb->turn);
   rc = ts_writer_start(&lb->writer, uv_loop, lb->store, so.relaxed);
   if (rc == 0) rc = ts_sweeper_start(&lb->sweeper, lb->store, cfg->sweep_interval_ms);
   if (rc) {

@@ -4,8 +4,9 @@
  *   backend_lmdb.c  open/close, the ops table, stats, the feed operations
  *   session_ops.c   the session operations
  *   token_ops.c     families, the revocation list, consume, user.revoke
- * Reads run at once in a read transaction on the loop thread (their done callback runs before
- * the call returns). Writes are ts_write operations: apply on the writer thread inside the
+ * Reads run at once on the loop thread (their done callback runs before the call returns); the
+ * hot ones share the loop's snapshot (ts_store_snapshot), ended before the loop sleeps and
+ * before write completions are delivered. Writes are ts_write operations: apply on the writer thread inside the
  * group commit, done on the loop thread after the commit returned. A write that appended feed
  * entries tells the backend's on_published once durable.
  *
@@ -19,6 +20,8 @@
 #include "sweeper.h"
 #include "writer.h"
 
+#include <uv.h>
+
 typedef struct lmdb_backend {
   ts_backend base; /* first */
   const ts_config *cfg;
@@ -26,6 +29,7 @@ typedef struct lmdb_backend {
   ts_writer *writer;
   ts_sweeper *sweeper;
   uint64_t store_id; /* names this store in cursors (feed.h) */
+  uv_prepare_t *turn; /* ends the loop's read snapshot before the loop sleeps */
 } lmdb_backend;
 
 static inline lmdb_backend *lmdb_of(ts_backend *b) { return (lmdb_backend *)b; }

@@ -91,7 +91,7 @@ void lmdb_session_create(ts_backend *b, const ts_session_new *n, ts_done_fn done
 void lmdb_session_get(ts_backend *b, const uint8_t hash[TS_HASH_BYTES], int64_t now,
                       ts_session_fn done, void *ctx) {
   ts_txn *t;
-  if (ts_store_read(lmdb_of(b)->store, &t) != 0) {
+  if (ts_store_snapshot(lmdb_of(b)->store, &t) != 0) {
     done(ctx, TS_EUNAVAILABLE, NULL);
     return;
   }
@@ -99,8 +99,7 @@ void lmdb_session_get(ts_backend *b, const uint8_t hash[TS_HASH_BYTES], int64_t 
   int rc = ts_session_get(t, hash, &rec);
   if (rc == 0 && !ts_session_alive(&rec, now)) rc = TS_ENOTFOUND;
   if (rc && rc != TS_ENOTFOUND) rc = TS_EUNAVAILABLE;
-  done(ctx, rc, rc ? NULL : &rec); /* rec points into the snapshot: valid until the abort */
-  ts_store_abort(t);
+  done(ctx, rc, rc ? NULL : &rec); /* rec points into the snapshot: valid while done runs */
 }
 
 /* ---- touch ----------------------------------------------------------------------------- */

@@ -66,6 +66,13 @@ int ts_store_info_get(ts_store *s, ts_store_info *info);
 int ts_store_file_id(ts_store *s, uint64_t *id);
 
 int ts_store_read(ts_store *s, ts_txn **out);
+/* The loop thread's shared read snapshot: the hot reads (session get, revocation check) use it
+ * instead of a transaction each. It stays open until ts_store_snapshot_end, which the LMDB
+ * backend calls before the loop sleeps and before it delivers write completions, so a read
+ * made after a write was acknowledged sees it. Owned by the store (never abort or commit it);
+ * loop thread only. */
+int ts_store_snapshot(ts_store *s, ts_txn **out);
+void ts_store_snapshot_end(ts_store *s);
 int ts_store_write(ts_store *s, ts_txn **out);
 int ts_store_nest(ts_txn *parent, ts_txn **out);
 /* Ends a read transaction, or commits a write transaction (durable when this returns 0 in full

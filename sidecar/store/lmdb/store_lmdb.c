@@ -44,6 +44,8 @@ struct ts_store {
   size_t put_limit_pages; /* puts refused when the pages in use reach this (the reserve) */
   size_t urgent_limit_pages, verified_limit_pages; /* the same for urgent puts (see above) */
   int cleared_at_open; /* stale reader slots cleared by ts_store_open, not yet reported */
+  ts_txn *snap;        /* the loop thread's snapshot (ts_store_snapshot), kept between uses */
+  bool snap_live;      /* snap holds a snapshot now (else it is reset, its slot kept) */
 };
 
 struct ts_txn {
@@ -150,6 +152,10 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
 
 void ts_store_close(ts_store *s) {
   if (!s) return;
+  if (s->snap) {
+    mdb_txn_abort(s->snap->txn);
+    free(s->snap);
+  }
   mdb_env_sync(s->env, 1);
   mdb_env_close(s->env);
   free(s);
@@ -240,6 +246,27 @@ static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
 }
 
 int ts_store_read(ts_store *s, ts_txn **out) { return txn_new(s, NULL, false, out); }
+
+int ts_store_snapshot(ts_store *s, ts_txn **out) {
+  *out = NULL;
+  if (!s->snap) {
+    int rc = txn_new(s, NULL, false, &s->snap);
+    if (rc) return rc;
+    s->snap_live = true;
+  } else if (!s->snap_live) {
+    int rc = mdb_txn_renew(s->snap->txn);
+    if (rc) return map_err(rc);
+    s->snap_live = true;
+  }
+  *out = s->snap;
+  return 0;
+}
+
+void ts_store_snapshot_end(ts_store *s) {
+  if (!s->snap_live) return;
+  mdb_txn_reset(s->snap->txn); /* the reader slot stays ours: renew takes no lock */
+  s->snap_live = false;
+}
 int ts_store_write(ts_store *s, ts_txn **out) { return txn_new(s, NULL, true, out); }
 int ts_store_nest(ts_txn *parent, ts_txn **out) {
   return txn_new(parent->store, parent->txn, true, out);

@@ -328,11 +328,8 @@ static int check_claims(ts_txn *t, const char *jti, const char *fam, const char 
 void lmdb_revocation_check(ts_backend *b, const ts_claims_ref *c, int64_t now, ts_done_fn done,
                            void *ctx) {
   ts_txn *t;
-  int rc = ts_store_read(lmdb_of(b)->store, &t);
-  if (rc == 0) {
-    rc = check_claims(t, c->jti, c->fam, c->sub, c->sub_len, c->iat, now);
-    ts_store_abort(t);
-  }
+  int rc = ts_store_snapshot(lmdb_of(b)->store, &t);
+  if (rc == 0) rc = check_claims(t, c->jti, c->fam, c->sub, c->sub_len, c->iat, now);
   done(ctx, rc == 0 || rc == TS_EREVOKED ? rc : TS_EUNAVAILABLE);
 }
 

@@ -126,6 +126,7 @@ static void *writer_main(void *arg) {
 }
 
 static void deliver_done(ts_writer *w) {
+  ts_store_snapshot_end(w->store); /* reads from here on see what these commits wrote */
   pthread_mutex_lock(&w->done_lock);
   ts_write *op = w->done_head;
   w->done_head = w->done_tail = NULL;
