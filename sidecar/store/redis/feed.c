@@ -7,7 +7,8 @@
  * any other: that is the fan-out. feed_read is XRANGE with an exclusive start on the commands
  * connection, filtered by the reader's now.
  *
- * Cursors: "r<store id: 8 hex>-<ms hex>-<seq hex>" (at most 43 chars). The store id is random,
+ * Cursors: "r<store id: 8 hex>-<ms: 12 hex>-<seq: 16 hex>" (39 chars: fixed widths, so they
+ * rise in byte order like the stream ids they name). The store id is random,
  * kept in t:{rev}:id (SET NX at every connect): a Redis that lost its data gets a new one, and
  * older cursors then ask for a reset. A cursor is resumable when it is of this store, not past
  * the last id, and not older than the highest MINID a function applied (t:{rev}:trimmed): an
@@ -57,8 +58,10 @@ void rb_published(rb *b, const redisReply *sid) {
 
 static void cursor_format(ts_backend *base, ts_feed_pos pos, char out[TS_CURSOR_MAX + 1]) {
   rb *b = (rb *)base;
-  snprintf(out, TS_CURSOR_MAX + 1, "r%s-%llx-%llx", b->store_id[0] ? b->store_id : "00000000",
-           (unsigned long long)pos.major, (unsigned long long)pos.minor);
+  /* Fixed widths, so one store's cursors rise in byte order as its stream ids do. */
+  snprintf(out, TS_CURSOR_MAX + 1, "r%s-%012llx-%016llx",
+           b->store_id[0] ? b->store_id : "00000000", (unsigned long long)pos.major,
+           (unsigned long long)pos.minor);
 }
 
 static bool hex_u64(const char *s, size_t n, uint64_t *v) {
@@ -73,7 +76,8 @@ static bool hex_u64(const char *s, size_t n, uint64_t *v) {
   return true;
 }
 
-/* "r<8 hex>-<hex>-<hex>" into its store id and position. */
+/* "r<8 hex>-<hex>-<hex>" into its store id and position (any width of 1..16 digits: cursors
+ * made before the widths were fixed still resume). */
 static bool cursor_parse(const char *s, size_t len, char id[9], ts_feed_pos *pos) {
   if (len < 13 || len > TS_CURSOR_MAX || s[0] != 'r' || s[9] != '-') return false;
   for (int i = 0; i < 8; i++) {
