@@ -166,6 +166,38 @@ static void revoke_by_jti_with_huge_exp(void) {
   tc_stop_clean(&d);
 }
 
+/* What one token.revoke {jti, exp} of a made-up jti may add is bounded: its entry lasts no
+ * longer than the longest token lifetime (+ leeway), however far exp is. Seen in the entry's
+ * `until` on the feed (uncapped, a made-up exp a month out was kept a month). */
+static void made_up_revocation_lasts_no_longer_than_any_token(void) {
+  td_daemon d;
+  td_start(&d, (const char *[]){"--access-ttl", "5m", "--max-access-ttl", "10m",
+                                "--purpose-ttl", "20m", "--max-purpose-ttl", "20m",
+                                "--refresh-ttl", "30m", "--max-refresh-ttl", "30m", "--leeway",
+                                "5", NULL});
+  tessera_client *c = tc_client(&d), *sub = tc_client(&d);
+  json_decref(tc_call_ok(sub, "events.subscribe", NULL));
+  long long before = (long long)time(NULL);
+  TT_EQ_INT(tc_revoke_with(c, json_pack("{s:s, s:I}", "jti", "made-up-jti-for-a-month", "exp",
+                                        (json_int_t)(before + 30 * 86400))),
+            1);
+  long long after = (long long)time(NULL);
+  char method[TESSERA_NOTIFY_METHOD_MAX];
+  json_t *args = NULL;
+  TT_EQ_INT(tessera_next_notification(sub, 10000, method, &args), 0);
+  TT_EQ_STR(method, "revoked");
+  json_t *e = json_array_get(args, 0);
+  TT_EQ_STR(tc_str(e, "id"), "made-up-jti-for-a-month");
+  long long until = (long long)json_integer_value(json_object_get(e, "until"));
+  TT_ASSERT_MSG(until >= before && until <= after + 30 * 60 + 5,
+                "until %lld, revoked at %lld..%lld: more than the longest lifetime", until,
+                before, after);
+  json_decref(args);
+  tessera_close(sub);
+  tessera_close(c);
+  tc_stop_clean(&d);
+}
+
 static void revoke_garbage_answers_zero(void) {
   td_daemon d, other;
   td_start(&d, NULL);
@@ -494,6 +526,7 @@ static const tt_case cases[] = {
     TT_CASE(revoke_access_token_denylists_its_jti),
     TT_CASE(revoke_by_jti_and_exp),
     TT_CASE(revoke_by_jti_with_huge_exp),
+    TT_CASE(made_up_revocation_lasts_no_longer_than_any_token),
     TT_CASE(revoked_refresh_jti_cannot_refresh),
     TT_CASE(revoke_garbage_answers_zero),
     TT_CASE(revoke_needs_exactly_one_target),
