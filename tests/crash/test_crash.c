@@ -55,13 +55,12 @@
  * Waiting: replies and connection ends are the signals; the one sleep is the random delay
  * before the kill, which is the thing under test. */
 #include "daemon.h"
+#include "stores.h"
 #include "tt.h"
 
 #include <tessera/tessera.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <lmdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -85,24 +84,14 @@
 static pid_t daemon_pid(void);
 static const char *daemon_dir(void);
 
-/* Before any failure: the daemon is killed at once (the runner also kills the case's process
- * group once it ended) and the temporary directory is kept for the post-mortem. */
-static void crash_abort(void) {
+/* Before any failure (every TT_ASSERT here and in stores.c): the daemon is killed at once (the
+ * runner also kills the case's process group once it ended) and the temporary directory is
+ * kept for the post-mortem. */
+void crash_abort(void) {
   pid_t pid = daemon_pid();
   if (pid > 0) kill(pid, SIGKILL);
   fprintf(stderr, "# tesserad's data, keys and log are kept in %s\n", daemon_dir());
 }
-
-#undef TT_ASSERT
-#undef TT_ASSERT_MSG
-#define TT_ASSERT_MSG(cond, ...)                                                          \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      crash_abort();                                                                      \
-      tt_fail(__FILE__, __LINE__, __VA_ARGS__);                                           \
-    }                                                                                     \
-  } while (0)
-#define TT_ASSERT(cond) TT_ASSERT_MSG(cond, "assertion failed: %s", #cond)
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -547,158 +536,6 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* ---- running external tools ----------------------------------------------------------- */
-
-/* Runs argv; its stdout (and stderr) into out (NUL-terminated; NULL: discarded). Returns the
- * exit status, or -1 if it did not exit normally. */
-static int run_tool(char *out, size_t cap, const char *const *argv) {
-  int pfd[2];
-  TT_ASSERT(pipe2(pfd, O_CLOEXEC) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  TT_ASSERT(pid >= 0);
-  if (pid == 0) {
-    dup2(pfd[1], 1);
-    dup2(pfd[1], 2);
-    close(pfd[0]);
-    close(pfd[1]);
-    execvp(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  close(pfd[1]);
-  size_t got = 0;
-  for (;;) {
-    char tmp[65536];
-    ssize_t k = read(pfd[0], tmp, sizeof(tmp));
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    if (!out) continue;
-    size_t take = cap > got + 1 ? cap - got - 1 : 0;
-    if ((size_t)k < take) take = (size_t)k;
-    memcpy(out + got, tmp, take);
-    got += take;
-  }
-  if (out && cap) out[got] = 0;
-  close(pfd[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Entries of table name in `mdb_stat -a` output, or -1. */
-static long long entries_of(const char *out, const char *name) {
-  char head[64];
-  snprintf(head, sizeof(head), "Status of %s\n", name);
-  const char *p = strstr(out, head);
-  if (!p) return -1;
-  p = strstr(p, "Entries: ");
-  long long n = -1;
-  if (p) sscanf(p, "Entries: %lld", &n);
-  return n;
-}
-
-/* Reader slots of pid in `mdb_stat -r` output (lines "<pid> <thread> <txnid>"). */
-static int readers_of(const char *out, pid_t pid) {
-  int n = 0;
-  const char *p = strstr(out, "Reader Table Status");
-  for (p = p ? strchr(p, '\n') : NULL; p && *p; p = strchr(p + 1, '\n')) {
-    int rpid;
-    if (sscanf(p + 1, "%d", &rpid) == 1 && rpid == (int)pid) n++;
-  }
-  return n;
-}
-
-/* The store with no daemon on it: readable in full, every table consistent with the others.
- * Returns the reader slots still held by dead_pid. */
-static int scan_store_offline(pid_t dead_pid) {
-  static char out[65536];
-  const char *stat_argv[] = {"mdb_stat", "-e", "-a", "-r", g.d.data, NULL};
-  int rc = run_tool(out, sizeof(out), stat_argv);
-  TT_ASSERT_MSG(rc == 0, "cycle %d: mdb_stat -e -a -r exited %d:\n%s", g.cycle, rc, out);
-  long long sessions = entries_of(out, "sessions"), handles = entries_of(out, "handles"),
-            by_sub = entries_of(out, "by_sub"), families = entries_of(out, "families"),
-            fam_by_sub = entries_of(out, "fam_by_sub"), revoked = entries_of(out, "revoked"),
-            cutoffs = entries_of(out, "cutoffs"), expiry = entries_of(out, "expiry"),
-            feed = entries_of(out, "feed"), meta = entries_of(out, "meta");
-  TT_ASSERT_MSG(sessions >= 0 && handles >= 0 && by_sub >= 0 && families >= 0 &&
-                    fam_by_sub >= 0 && revoked >= 0 && cutoffs >= 0 && expiry >= 0 && feed >= 0 &&
-                    meta >= 3 && meta <= 4, /* schema, store_id, file_id, feed_seq */
-                "cycle %d: mdb_stat does not show every table:\n%s", g.cycle, out);
-  TT_ASSERT_MSG(sessions == handles && sessions == by_sub,
-                "cycle %d: half-written sessions: sessions %lld, handles %lld, by_sub %lld",
-                g.cycle, sessions, handles, by_sub);
-  TT_ASSERT_MSG(families == fam_by_sub, "cycle %d: half-written families: %lld, fam_by_sub %lld",
-                g.cycle, families, fam_by_sub);
-  /* Nothing expires during the test, so every record (a revocation feed entry too) has exactly
-   * one expiry entry. */
-  TT_ASSERT_MSG(expiry == sessions + families + revoked + cutoffs + feed,
-                "cycle %d: expiry index %lld != sessions %lld + families %lld + revoked %lld + "
-                "cutoffs %lld + feed %lld", g.cycle, expiry, sessions, families, revoked, cutoffs,
-                feed);
-  int stale = readers_of(out, dead_pid);
-  const char *dump_argv[] = {"mdb_dump", "-a", g.d.data, NULL};
-  rc = run_tool(NULL, 0, dump_argv);
-  TT_ASSERT_MSG(rc == 0, "cycle %d: mdb_dump -a (a full scan) exited %d", g.cycle, rc);
-  return stale;
-}
-
-/* With the daemon running again: no reader slot of the dead daemon is left. */
-static void readers_cleared(pid_t dead_pid) {
-  static char out[65536];
-  const char *argv[] = {"mdb_stat", "-r", g.d.data, NULL};
-  run_tool(out, sizeof(out), argv); /* mdb_stat -r exits 1 after listing: not checked */
-  TT_ASSERT_MSG(strstr(out, "Reader Table Status") != NULL, "mdb_stat -r: %s", out);
-  int left = readers_of(out, dead_pid);
-  TT_ASSERT_MSG(left == 0, "cycle %d: %d reader slots of the killed daemon (pid %d) remain "
-                "after the restart:\n%s", g.cycle, left, (int)dead_pid, out);
-}
-
-/* Another process with the store open: attached (no transaction) or holding a read
- * transaction (its slot goes stale when it is killed). Forked before any load thread runs. */
-typedef struct holder {
-  pid_t pid;
-  int fd; /* closing it ends the holder */
-} holder;
-
-static void holder_start(holder *h, bool read_txn) {
-  int ready[2], hold[2];
-  TT_ASSERT(pipe2(ready, O_CLOEXEC) == 0 && pipe2(hold, O_CLOEXEC) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  h->pid = fork();
-  TT_ASSERT(h->pid >= 0);
-  if (h->pid == 0) {
-    close(ready[0]);
-    close(hold[1]);
-    MDB_env *env;
-    MDB_txn *txn;
-    char ok = mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 16) == 0 &&
-              mdb_env_set_maxreaders(env, 126) == 0 &&
-              mdb_env_open(env, g.d.data, MDB_RDONLY, 0600) == 0 &&
-              (!read_txn || mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0);
-    if (write(ready[1], &ok, 1) != 1) _exit(1);
-    char b;
-    while (read(hold[0], &b, 1) < 0 && errno == EINTR) {}
-    _exit(0); /* no mdb_env_close: as if it ended any other way */
-  }
-  close(ready[1]);
-  close(hold[0]);
-  char ok = 0;
-  TT_ASSERT_MSG(read(ready[0], &ok, 1) == 1 && ok == 1, "a process cannot open the store");
-  close(ready[0]);
-  h->fd = hold[1];
-}
-
-/* Ends the holder (if still running) and reaps it. */
-static void holder_stop(holder *h) {
-  if (h->pid <= 0) return;
-  close(h->fd);
-  int st;
-  while (waitpid(h->pid, &st, 0) < 0 && errno == EINTR) {}
-  h->pid = 0;
-}
-
 /* ---- checking through the API: pipelined jobs ----------------------------------------- */
 
 typedef struct job job;
@@ -1025,7 +862,7 @@ static void run_cycle(uint64_t *rng, counts *total) {
   size_t s0 = g.all.ns, t0 = g.all.nt, f0 = g.all.nf, sub0 = g.nsubs;
   holder attached = {0};
   bool attach = g.cycle % 2 == 0;
-  if (attach) holder_start(&attached, false);
+  if (attach) holder_start(&attached, g.d.data, false);
   unsigned delay = load_and_kill(rng, ws);
   counts c = {0};
   for (int k = 0; k < g.threads; k++) {
@@ -1034,10 +871,10 @@ static void run_cycle(uint64_t *rng, counts *total) {
     g.subs[ws[k].sub].unacked_creates = ws[k].n.unacked_creates;
     book_move(&g.all, &ws[k].b);
   }
-  int stale = scan_store_offline(g.dead_pid);
+  int stale = lmdb_scan_offline(g.d.data, g.cycle, g.dead_pid);
   int logged = log_count("stale store readers cleared");
   td_launch(&g.d, g.extra);
-  readers_cleared(g.dead_pid);
+  lmdb_readers_cleared(g.d.data, g.cycle, g.dead_pid);
   TT_ASSERT_MSG(!stale || log_count("stale store readers cleared") > logged,
                 "cycle %d: %d stale reader slots, but the daemon reported none", g.cycle, stale);
   g.stale_readers += stale;
@@ -1088,7 +925,7 @@ static void kill9_under_write_load(void) {
   check_pass(0, 0, 0, 0, NULL);
   int st = td_stop(&g.d);
   TT_ASSERT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: status %d", st);
-  scan_store_offline(0);
+  lmdb_scan_offline(g.d.data, g.cycle, 0);
   printf("# %d kill -9 cycles: acked creates %d, session revokes %d, token revokes %d, pairs %d, "
          "refreshes %d; unacknowledged at the kills: creates %d, revokes %d, token revokes %d, "
          "pairs %d, refreshes %d; acknowledged writes lost: %lld; corrupt stores: 0; reader "
@@ -1118,18 +955,19 @@ static void stale_reader_slot_cleared_at_start(void) {
   json_decref(call_ok(c, "session.create", json_pack("{s:s}", "sub", "reader")));
   tessera_close(c);
   holder attached, reader;
-  holder_start(&attached, false);
-  holder_start(&reader, true);
+  holder_start(&attached, g.d.data, false);
+  holder_start(&reader, g.d.data, true);
   pid_t dead = reader.pid;
   kill(dead, SIGKILL);
   holder_stop(&reader);
   static char out[65536];
   const char *argv[] = {"mdb_stat", "-r", g.d.data, NULL};
   run_tool(out, sizeof(out), argv);
-  TT_ASSERT_MSG(readers_of(out, dead) == 1, "the killed reader's slot is not listed:\n%s", out);
+  TT_ASSERT_MSG(lmdb_readers_of(out, dead) == 1, "the killed reader's slot is not listed:\n%s",
+                out);
   TT_ASSERT_MSG(WIFEXITED(td_stop(&g.d)), "SIGTERM");
   td_launch(&g.d, extra);
-  readers_cleared(dead);
+  lmdb_readers_cleared(g.d.data, g.cycle, dead);
   char *log = td_read_log(&g.d);
   TT_ASSERT_MSG(log && strstr(log, "\"stale store readers cleared\",\"readers\":1"),
                 "the daemon did not report the cleared slot:\n%s", log ? log : "");
