@@ -1,6 +1,7 @@
 /* tests/crash/stores.c: the crash harness's work on a store that does not go through the API
- * (stores.h). test_crash.c keeps the cycle (load, kill, restart, check through the API) and
- * the records; this file keeps what depends on how a backend keeps its data on disk.
+ * (stores.h). test_crash.c keeps the cycle (load, kill, restart, check through the API),
+ * load.c the load threads and their records; this file keeps what depends on how a backend
+ * keeps its data on disk.
  *
  * LMDB: after a kill, with no daemon running, `mdb_stat -e -a -r` must exit 0 and show every
  * table with entry counts that agree (sessions = handles = by_sub, families = fam_by_sub,
