@@ -21,7 +21,8 @@ static long long mono_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One PING on a fresh connection: true when +PONG came back. */
+/* One PING on a fresh connection: true when +PONG came back (not -LOADING: Redis still loading
+ * its AOF). */
 static bool pong(const char *sock) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -134,6 +135,27 @@ int tr_cli(const tr_redis *r, char *out, size_t cap, const char *const *words) {
   int st;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tr_clients(const tr_redis *r) {
+  char out[4096];
+  const char *words[] = {"INFO", "clients", NULL};
+  if (tr_cli(r, out, sizeof(out), words) != 0) return -1;
+  const char *p = strstr(out, "connected_clients:");
+  int n;
+  if (!p || sscanf(p, "connected_clients:%d", &n) != 1 || n < 1) return -1;
+  return n - 1; /* redis-cli's own connection */
+}
+
+void tr_await_clients(const tr_redis *r, int n, int timeout_ms) {
+  long long deadline = mono_ms() + timeout_ms;
+  int now;
+  while ((now = tr_clients(r)) != n) {
+    TT_ASSERT_MSG(mono_ms() < deadline, "redis has %d clients, not %d, after %d ms", now, n,
+                  timeout_ms);
+    struct timespec ts = {0, 10 * 1000000};
+    nanosleep(&ts, NULL); /* polling a condition, bounded by the deadline */
+  }
 }
 
 void tr_cleanup(tr_redis *r) {

@@ -21,7 +21,8 @@ typedef struct tr_redis {
 
 /* Starts redis-server in dir (made if missing; NULL: a new temp dir) and waits for PING. */
 void tr_start(tr_redis *r, const char *dir);
-/* Starts it again in the same dir (after tr_kill9/tr_stop: the AOF is loaded). */
+/* Starts it again in the same dir (after tr_kill9/tr_stop) and waits for PING: Redis answers
+ * -LOADING until it has loaded its AOF, so on return every write it had made durable is back. */
 void tr_restart(tr_redis *r);
 /* SIGTERM and wait. */
 void tr_stop(tr_redis *r);
@@ -33,6 +34,12 @@ void tr_resume(tr_redis *r);
 /* Sends one command (words; NULL-terminated) with redis-cli; its stdout into out (cap).
  * Returns the exit status. */
 int tr_cli(const tr_redis *r, char *out, size_t cap, const char *const *words);
+/* Clients connected to r other than the one asking (INFO clients), or -1 if it did not answer. */
+int tr_clients(const tr_redis *r);
+/* Waits (bounded by timeout_ms, then the test fails) until r has n clients besides the one
+ * asking: e.g. 0 after a daemon was killed, when Redis has read (and applied) everything the
+ * dead daemon's connections had sent. */
+void tr_await_clients(const tr_redis *r, int n, int timeout_ms);
 /* Removes dir (r must be stopped) when tr_start made it. */
 void tr_cleanup(tr_redis *r);
 /* True when TT_STORE=redis: suites then run against Redis (cases that test LMDB itself skip). */
