@@ -244,6 +244,8 @@ static void revocations_land_in_a_full_store(void) {
   json_t *p = fat_create("filler", 3584);
   sidset acked = {0};
   TT_EQ_STR(fill(c, p, 5000, &acked), "unavailable"); /* full for new data */
+  /* And stays full for new data (the reserve is decided once per write transaction). */
+  tc_expect_error(c, "session.create", json_deep_copy(p), "unavailable", NULL);
   json_t *r = tc_call_ok(c, "token.revoke", json_pack("{s:O}", "token", json_object_get(tok, "token")));
   TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 1);
   json_decref(r);
