@@ -363,6 +363,17 @@ int ts_keyring_state_load(const char *dir, ts_keyring_state *st, int *found, cha
   int rc = read_small(dfd, dir, name, 0, &f, err, errlen);
   close(dfd);
   if (rc != 0) return rc == 1 ? 0 : rc;
+  /* Not secret, but it names the signing key: only the daemon (or root) may change it. */
+  if (f.st.st_mode & 022) {
+    set_err(err, errlen, "%s/%s: permissions %04o are too open: group and others must not "
+            "write to it (chmod go-w)", dir, name, (unsigned)(f.st.st_mode & 07777));
+    return TS_ECONFIG;
+  }
+  if (f.st.st_uid != geteuid() && f.st.st_uid != 0) {
+    set_err(err, errlen, "%s/%s: owned by uid %u: it must be owned by the daemon's uid %u or "
+            "root", dir, name, (unsigned)f.st.st_uid, (unsigned)geteuid());
+    return TS_ECONFIG;
+  }
   json_error_t jerr;
   json_t *o = json_loadb(f.buf, f.n, JSON_REJECT_DUPLICATES, &jerr);
   rc = parse_state(o, st);
@@ -460,6 +471,12 @@ static int load_dir(ts_keyring *kr, char *err, size_t errlen) {
   if (st.st_mode & 022) {
     set_err(err, errlen, "%s: permissions %04o are too open: group and others must not write "
             "to the key directory (chmod go-w)", kr->dir, (unsigned)(st.st_mode & 07777));
+    closedir(d);
+    return TS_ECONFIG;
+  }
+  if (st.st_uid != geteuid() && st.st_uid != 0) { /* its owner could swap the keys */
+    set_err(err, errlen, "%s: owned by uid %u: the key directory must be owned by the daemon's "
+            "uid %u or root", kr->dir, (unsigned)st.st_uid, (unsigned)geteuid());
     closedir(d);
     return TS_ECONFIG;
   }

@@ -263,6 +263,36 @@ static void foreign_owner_refused(void) {
   TT_EQ_INT(chown(path_of("a1.jwk"), 0, 0), 0);
   write_file("a1.jwk", A1_JWK, 0600);
   ts_keyring_free(open_ok(0, 0));
+  /* A key directory of another uid: its owner could swap the keys. */
+  TT_EQ_INT(chown(g_dir, 65534, 65534), 0);
+  TT_EQ_INT(open_fails(0), TS_ECONFIG);
+  TT_ASSERT_MSG(strstr(g_err, g_dir) != NULL && strstr(g_err, "owned by uid 65534"), "message: %s",
+                g_err);
+  TT_EQ_INT(chown(g_dir, 0, 0), 0);
+  ts_keyring_free(open_ok(0, 0));
+  teardown();
+}
+
+/* The state file names the active key: one that group or others may write, or that another
+ * uid owns, is refused (it is not secret, so 0644 is fine). */
+static void state_file_trust(void) {
+  setup();
+  ts_keyring_state st;
+  int found;
+  write_file(TS_KEYRING_STATE_FILE, "{}", 0644);
+  TT_EQ_INT(ts_keyring_state_load(g_dir, &st, &found, g_err, sizeof(g_err)), 0);
+  static const mode_t modes[] = {0664, 0646, 0666};
+  for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+    TT_EQ_INT(chmod(path_of(TS_KEYRING_STATE_FILE), modes[i]), 0);
+    TT_EQ_INT(ts_keyring_state_load(g_dir, &st, &found, g_err, sizeof(g_err)), TS_ECONFIG);
+    TT_ASSERT_MSG(strstr(g_err, TS_KEYRING_STATE_FILE) && strstr(g_err, "too open"),
+                  "mode %04o: %s", (unsigned)modes[i], g_err);
+  }
+  TT_EQ_INT(chmod(path_of(TS_KEYRING_STATE_FILE), 0644), 0);
+  TT_ASSERT_MSG(geteuid() == 0, "this case needs root (chown)");
+  TT_EQ_INT(chown(path_of(TS_KEYRING_STATE_FILE), 65534, 65534), 0);
+  TT_EQ_INT(ts_keyring_state_load(g_dir, &st, &found, g_err, sizeof(g_err)), TS_ECONFIG);
+  TT_ASSERT_MSG(strstr(g_err, "owned by uid 65534"), "message: %s", g_err);
   teardown();
 }
 
@@ -622,6 +652,7 @@ static const tt_case cases[] = {
     TT_CASE(readonly_dir_with_state),
     TT_CASE(managed_dir_regains_next),
     TT_CASE(state_file_rejects),
+    TT_CASE(state_file_trust),
 };
 
 TT_MAIN(cases)
