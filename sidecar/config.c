@@ -20,7 +20,7 @@
 
 enum opt_type {
   OPT_STR, OPT_UINT, OPT_SIZE, OPT_MILLIS, OPT_SECONDS, OPT_UIDS, OPT_GIDS, OPT_LEVEL,
-  OPT_DURABILITY, OPT_BIND, OPT_SAMESITE, OPT_STR0, OPT_SECONDS0
+  OPT_DURABILITY, OPT_BIND, OPT_SAMESITE, OPT_STR0, OPT_SECONDS0, OPT_COUNT0
 };
 
 typedef struct option_row {
@@ -41,6 +41,8 @@ static const option_row options[] = {
   {"data", OPT_STR, OFF(data_dir), "/var/lib/tessera", "LMDB data directory"},
   {"redis-timeout", OPT_MILLIS, OFF(redis_timeout_ms), "200ms",
    "deadline of each Redis request; past it the connection is re-established (ms, or s suffix)"},
+  {"redis-cache", OPT_COUNT0, OFF(redis_cache), "64K",
+   "sessions the Redis store keeps in memory, coherent by CLIENT TRACKING (0: none; up to 16M)"},
   {"redis-password-file", OPT_STR0, OFF(redis_password_file), "",
    "file holding the Redis password (also TESSERA_REDIS_PASSWORD; never logged)"},
   {"keys", OPT_STR, OFF(keys_dir), "/var/lib/tessera/keys", "directory of Ed25519 JWK key files"},
@@ -215,6 +217,10 @@ static bool set_option(ts_config *c, const option_row *o, const char *v) {
     return *(char **)field != NULL && *v;
   case OPT_UINT:
     if (!parse_size(v, &u) || u == 0 || u > 1000000) return false;
+    *(unsigned *)field = (unsigned)u;
+    return true;
+  case OPT_COUNT0: /* zero allowed */
+    if (!parse_size(v, &u) || u > (1u << 24)) return false;
     *(unsigned *)field = (unsigned)u;
     return true;
   case OPT_SIZE:

@@ -185,7 +185,25 @@ static void redis_paused_answers_unavailable_within_the_deadline(void) {
   tessera_client *c = tc_client(&d);
   json_t *s = tc_create_sub(c, "gus");
   TT_EQ_INT(tc_stat(c, "store_up"), 1);
+  /* A session in the sidecar's cache too: it fails closed as soon as the heartbeat (a PING
+   * every half deadline) misses its deadline; until then it is served, as nothing can be
+   * revoked while Redis is stopped. */
+  TT_EQ_INT(tc_wait_stat(c, "redis_cache_up", true, 1, 10000), 1);
+  json_t *cached = tc_create_sub(c, "gus");
+  tc_expect_valid(c, tc_str(cached, "sid"));
+  long long hits = tc_stat(c, "redis_cache_hits");
+  tc_expect_valid(c, tc_str(cached, "sid"));
+  TT_EQ_INT(tc_stat(c, "redis_cache_hits"), hits + 1);
   tr_pause(&r);
+  long long paused_at = tc_mono_ms();
+  const char *code;
+  while ((code = tc_validate(c, tc_str(cached, "sid"), NULL, NULL))[0] == '\0') {
+    TT_ASSERT_MSG(tc_mono_ms() - paused_at < 2000, "a cached session still valid %lld ms "
+                  "after Redis stopped", tc_mono_ms() - paused_at);
+    usleep(10000);
+  }
+  TT_EQ_STR(code, "unavailable");
+  json_decref(cached);
   for (int i = 0; i < 5; i++) {
     long long t0 = tc_mono_ms();
     json_t *out = NULL;

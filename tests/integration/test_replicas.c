@@ -3,7 +3,9 @@
  * valid through B and C; a revocation through C is refused through A at once; 30 concurrent
  * refreshes of one token spread over A, B and C advance the family exactly once (the grace
  * rule across sidecars); a subscriber on B hears a revocation made on A within a second; a
- * subscriber on B that was away while A revoked catches up from its cursor.
+ * subscriber on B that was away while A revoked catches up from its cursor. Each sidecar's
+ * session cache (--redis-cache) stays coherent: a session cached on A is refused by A right
+ * after B or C revoked or rotated it, and after Redis was emptied.
  *
  * The three share the Redis (a real redis-server on a temp Unix socket, tests/lib/redis.h)
  * and the signing keys (one keys dir): what one issues the others verify. Waiting is for
@@ -91,6 +93,98 @@ static void revoked_on_c_is_refused_on_a_at_once(void) {
   json_decref(s), json_decref(s2), json_decref(p);
   tessera_close(a), tessera_close(c);
   trio_stop(&t);
+}
+
+/* ---- the session cache (--redis-cache, CLIENT TRACKING) ------------------------------------ */
+
+/* Waits (bounded) until d's session cache is trusted: tracking on, invalidations flowing. */
+static void await_cache(tessera_client *c) {
+  TT_EQ_INT(tc_wait_stat(c, "redis_cache_up", true, 1, 10000), 1);
+}
+
+/* A validate served from A's cache: the hit counter moves. */
+static void expect_cached_valid(tessera_client *a, const char *sid) {
+  long long hits = tc_stat(a, "redis_cache_hits");
+  tc_expect_valid(a, sid);
+  TT_ASSERT_MSG(tc_stat(a, "redis_cache_hits") == hits + 1, "validate was not a cache hit");
+}
+
+/* Sessions A has cached are refused by A the moment B or C revoked them, by every way of
+ * revoking, over many rounds (each round: a fresh session, cached on A, revoked elsewhere,
+ * validated on A right after the revoking call's reply). */
+static void cached_sessions_are_refused_at_once_after_a_revocation_elsewhere(void) {
+  trio t;
+  trio_start(&t);
+  tessera_client *a = tc_client(&t.d[0]), *b = tc_client(&t.d[1]), *c = tc_client(&t.d[2]);
+  await_cache(a);
+  const int rounds = getenv("TT_SANITIZED") ? 50 : 200;
+  for (int i = 0; i < rounds; i++) {
+    char sub[32];
+    snprintf(sub, sizeof(sub), "cached-%d", i);
+    json_t *s = tc_create_sub(b, sub);
+    const char *sid = tc_str(s, "sid");
+    tc_expect_valid(a, sid);         /* a miss: fills A's cache */
+    expect_cached_valid(a, sid);     /* then served from it */
+    tessera_client *other = i % 2 ? b : c;
+    switch (i % 4) {
+    case 0: TT_EQ_INT(tc_revoke_n(other, "sid", sid), 1); break;
+    case 1: TT_EQ_INT(tc_revoke_n(other, "handle", tc_str(s, "handle")), 1); break;
+    case 2:
+      json_decref(tc_call_ok(other, "session.revoke_all", json_pack("{s:s}", "sub", sub)));
+      break;
+    default: json_decref(tc_call_ok(other, "user.revoke", json_pack("{s:s}", "sub", sub)));
+    }
+    tc_expect_unauthenticated(a, sid);
+    json_decref(s);
+  }
+  /* A rotation elsewhere: the old sid is refused on A, the new one valid. */
+  json_t *s = tc_create_sub(b, "rotated");
+  tc_expect_valid(a, tc_str(s, "sid"));
+  expect_cached_valid(a, tc_str(s, "sid"));
+  json_t *r = tc_call_ok(c, "session.rotate", json_pack("{s:s}", "sid", tc_str(s, "sid")));
+  tc_expect_unauthenticated(a, tc_str(s, "sid"));
+  tc_expect_valid(a, tc_str(r, "sid"));
+  TT_ASSERT(tc_stat(a, "redis_cache_invalidations") > 0);
+  json_decref(r), json_decref(s);
+  tessera_close(a), tessera_close(b), tessera_close(c);
+  trio_stop(&t);
+}
+
+/* FLUSHALL (or anything that empties Redis) empties every sidecar's cache: a cached session
+ * Redis no longer has is refused. */
+static void flushall_empties_the_caches(void) {
+  trio t;
+  trio_start(&t);
+  tessera_client *a = tc_client(&t.d[0]);
+  await_cache(a);
+  json_t *s = tc_create_sub(a, "flushed");
+  tc_expect_valid(a, tc_str(s, "sid"));
+  expect_cached_valid(a, tc_str(s, "sid"));
+  char out[64];
+  TT_EQ_INT(tr_cli(&t.redis, out, sizeof(out), (const char *[]){"FLUSHALL", NULL}), 0);
+  tc_expect_unauthenticated(a, tc_str(s, "sid"));
+  json_decref(s);
+  tessera_close(a);
+  trio_stop(&t);
+}
+
+/* --redis-cache 0: no cache, every validate asks Redis (and still works). */
+static void no_cache_when_turned_off(void) {
+  tr_redis redis;
+  tr_start(&redis, NULL);
+  td_daemon d;
+  td_start(&d, (const char *[]){"--store", redis.url, "--redis-cache", "0", NULL});
+  tessera_client *c = tc_client(&d);
+  json_t *s = tc_create_sub(c, "plain");
+  for (int i = 0; i < 3; i++) tc_expect_valid(c, tc_str(s, "sid"));
+  TT_EQ_INT(tc_stat(c, "redis_cache_up"), 0);
+  TT_EQ_INT(tc_stat(c, "redis_cache_hits"), 0);
+  json_decref(s);
+  tessera_close(c);
+  tc_stop_clean(&d);
+  td_cleanup(&d);
+  tr_stop(&redis);
+  tr_cleanup(&redis);
 }
 
 #define RACERS 30
@@ -270,5 +364,8 @@ static const tt_case cases[] = {
     TT_CASE(thirty_concurrent_refreshes_advance_the_family_once),
     TT_CASE(subscriber_on_b_hears_a_revocation_on_a_within_a_second),
     TT_CASE(subscriber_on_b_catches_up_from_its_cursor),
+    TT_CASE(cached_sessions_are_refused_at_once_after_a_revocation_elsewhere),
+    TT_CASE(flushall_empties_the_caches),
+    TT_CASE(no_cache_when_turned_off),
 };
 TT_MAIN(cases)

@@ -126,7 +126,10 @@ static void recount(rb *b) {
 static void on_cmd_up(void *ctx) {
   rb_feed_head_refresh(ctx);
   recount(ctx);
+  rb_cache_commands_up(ctx);
 }
+
+static void on_cmd_down(void *ctx) { rb_cache_commands_down(ctx); }
 
 static bool ready(ts_backend *base) {
   rb *b = (rb *)base;
@@ -147,9 +150,10 @@ static void stats(ts_backend *base, ts_stat_list *l) {
   ts_stat_add(l, "redis_timeouts", b->counters.timeouts);
   ts_stat_add(l, "redis_errors", b->counters.errors);
   ts_stat_add(l, "redis_pending", b->cmd.pending);
+  rb_cache_stats(b, l);
 }
 
-static void on_conn_closed(void *ctx) {
+void rb_conn_closed_part(void *ctx) {
   rb *b = ctx;
   if (--b->open_conns == 0) {
     rb_url_wipe(&b->url);
@@ -160,9 +164,10 @@ static void on_conn_closed(void *ctx) {
 static void close_backend(ts_backend *base) {
   rb *b = (rb *)base;
   b->closing = true;
-  b->cmd.on_closed = b->feed.on_closed = on_conn_closed;
+  b->cmd.on_closed = b->feed.on_closed = rb_conn_closed_part;
   rb_conn_close(&b->cmd); /* pending operations answer unavailable now */
   rb_conn_close(&b->feed);
+  rb_cache_close(b);
 }
 
 static ts_backend_ops redis_ops = {.name = "redis"};
@@ -208,11 +213,15 @@ int ts_backend_redis_open(ts_backend **out, const ts_config *cfg, void *uv_loop)
   b->feed.weak = true; /* its XREAD BLOCK owes no completion: never holds the loop */
   b->cmd.cb_ctx = b->feed.cb_ctx = b;
   b->cmd.on_up = on_cmd_up;
+  b->cmd.on_down = on_cmd_down;
   b->feed.on_up = rb_feed_reader_up;
   ts_log(TS_LOG_INFO, "store: redis", "{s:s, s:I}", "url", b->url_masked, "timeout_ms",
          (json_int_t)timeout);
   rb_conn_start(&b->cmd);
   rb_conn_start(&b->feed);
+  if (rb_cache_open(b, cfg->redis_cache) != 0)
+    ts_log(TS_LOG_WARN, "no memory for the redis session cache: running without it", NULL);
+  if (b->cache) b->open_conns++;
   /* Wait (bounded) until both connections are up and the store id is known. */
   open_wait *w = calloc(1, sizeof(*w));
   if (w) {

@@ -1,8 +1,9 @@
 /* sidecar/store/redis/ops_sessions.c: the session operations of backend.h on Redis.
  *
- * session_get is one plain GET of the record key, decoded here, liveness decided with the
- * caller's now: the hot path is a single small read, pipelined with everything else on the
- * commands connection. session_touch is a fire-and-forget FCALL (the domain sends it at most
+ * session_get is served from the local cache when it holds the record (cache.c), else one
+ * plain GET of the record key (which may fill the cache), decoded here, liveness decided with
+ * the caller's now: a single small read, pipelined with everything else on the commands
+ * connection. Finished operation contexts are pooled. session_touch is a fire-and-forget FCALL (the domain sends it at most
  * once per tenth of idle_ttl). Every other operation is one FCALL of tessera.lua; a missing or
  * failed reply is TS_EUNAVAILABLE, never a guess. */
 #include "redis.h"
@@ -16,6 +17,7 @@
 #define LIST_SCAN_EXTRA 1000 /* dead entries one session.list page may step over */
 
 typedef struct sop {
+  struct sop *next_free;
   rb *b;
   union {
     ts_done_fn done;
@@ -27,12 +29,37 @@ typedef struct sop {
   int64_t now;
   size_t limit;
   uint8_t after[TS_HANDLE_BYTES];
+  uint8_t hash[TS_HASH_BYTES]; /* get, rotate, revoke by sid: the session it is about */
+  bool has_hash;
+  uint32_t ticket;             /* get: its cache fill (0: none) */
 } sop;
 
+/* Finished operations are kept for reuse (loop thread only): no heap call per validate. */
+#define SOP_POOL_MAX 1024
+static sop *sop_pool;
+static unsigned sop_pooled;
+
 static sop *sop_new(rb *b, void *ctx) {
-  sop *o = calloc(1, sizeof(*o));
+  sop *o = sop_pool;
+  if (o) {
+    sop_pool = o->next_free;
+    sop_pooled--;
+    memset(o, 0, sizeof(*o));
+  } else {
+    o = calloc(1, sizeof(*o));
+  }
   if (o) o->b = b, o->ctx = ctx;
   return o;
+}
+
+static void sop_free(sop *o) {
+  if (sop_pooled >= SOP_POOL_MAX) {
+    sop_free(o);
+    return;
+  }
+  o->next_free = sop_pool;
+  sop_pool = o;
+  sop_pooled++;
 }
 
 int rb_fcall_status(const redisReply *r) {
@@ -54,7 +81,7 @@ int rb_fcall_status(const redisReply *r) {
 static void on_done(void *ctx, redisReply *r) {
   sop *o = ctx;
   o->fn.done(o->ctx, rb_fcall_status(r));
-  free(o);
+  sop_free(o);
 }
 
 /* Adds the four keys storing session n takes (s, h, sl, sx); fills hashhex and *packed (the
@@ -91,7 +118,7 @@ static void session_create(ts_backend *base, const ts_session_new *n, ts_done_fn
   size_t plen;
   int rc = rb_session_args(&a, n, hashhex, &packed, &plen);
   if (rc) {
-    free(o);
+    sop_free(o);
     done(ctx, rc);
     return;
   }
@@ -106,20 +133,35 @@ static void session_create(ts_backend *base, const ts_session_new *n, ts_done_fn
 
 /* ---- get and touch -------------------------------------------------------------------------- */
 
-static void on_get(void *ctx, redisReply *r) {
-  sop *o = ctx;
+static void got(sop *o, const char *buf, size_t len) {
   ts_session_rec rec;
-  if (!r) o->fn.session(o->ctx, TS_EUNAVAILABLE, NULL);
-  else if (r->type != REDIS_REPLY_STRING || !rb_session_unpack(r->str, r->len, &rec) ||
-           !ts_session_alive(&rec, o->now))
+  if (!buf || !rb_session_unpack(buf, len, &rec) || !ts_session_alive(&rec, o->now))
     o->fn.session(o->ctx, TS_ENOTFOUND, NULL);
   else o->fn.session(o->ctx, 0, &rec);
-  free(o);
+}
+
+static void on_get(void *ctx, redisReply *r) {
+  sop *o = ctx;
+  if (!r) o->fn.session(o->ctx, TS_EUNAVAILABLE, NULL);
+  else if (r->type != REDIS_REPLY_STRING) got(o, NULL, 0);
+  else {
+    rb_cache_fill(o->b, o->hash, o->ticket, r->str, r->len);
+    got(o, r->str, r->len);
+  }
+  sop_free(o);
 }
 
 static void session_get(ts_backend *base, const uint8_t hash[TS_HASH_BYTES], int64_t now,
                         ts_session_fn done, void *ctx) {
   rb *b = (rb *)base;
+  const char *cached;
+  size_t cached_len;
+  if (rb_cache_get(b, hash, &cached, &cached_len)) {
+    sop o = {.b = b, .ctx = ctx, .now = now};
+    o.fn.session = done;
+    got(&o, cached, cached_len);
+    return;
+  }
   sop *o = sop_new(b, ctx);
   if (!o) {
     done(ctx, TS_ENOMEM, NULL);
@@ -127,6 +169,8 @@ static void session_get(ts_backend *base, const uint8_t hash[TS_HASH_BYTES], int
   }
   o->fn.session = done;
   o->now = now;
+  memcpy(o->hash, hash, TS_HASH_BYTES);
+  o->ticket = rb_cache_filling(b, hash);
   char k[RB_KEY_MAX];
   size_t kl = rb_key_session(k, hash);
   rb_command(&b->cmd, on_get, o, 2, (const char *[]){"GET", k}, (size_t[]){3, kl}, 0);
@@ -136,6 +180,7 @@ static void on_ignored(void *ctx, redisReply *r) { (void)ctx, (void)r; }
 
 static void session_touch(ts_backend *base, const uint8_t hash[TS_HASH_BYTES], int64_t at) {
   rb *b = (rb *)base;
+  rb_cache_forget(b, hash); /* its last_seen_at changes */
   rb_args a;
   rb_args_init(&a);
   rb_arg_str(&a, "FCALL");
@@ -159,8 +204,9 @@ static void on_rotate(void *ctx, redisReply *r) {
   if (rc == 0 && (r->elements < 2 || r->element[1]->type != REDIS_REPLY_STRING ||
                   !rb_session_unpack(r->element[1]->str, r->element[1]->len, &rec)))
     rc = TS_EUNAVAILABLE;
+  rb_cache_forget(o->b, o->hash);
   o->fn.session(o->ctx, rc, rc ? NULL : &rec);
-  free(o);
+  sop_free(o);
 }
 
 static void session_rotate(ts_backend *base, const uint8_t hash[TS_HASH_BYTES],
@@ -173,6 +219,8 @@ static void session_rotate(ts_backend *base, const uint8_t hash[TS_HASH_BYTES],
     return;
   }
   o->fn.session = done;
+  memcpy(o->hash, hash, TS_HASH_BYTES);
+  rb_cache_forget(b, hash);
   rb_args a;
   rb_args_init(&a);
   rb_arg_str(&a, "FCALL");
@@ -197,8 +245,9 @@ static void on_count(void *ctx, redisReply *r) {
   unsigned n = 0;
   if (rc == 0 && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
     n = (unsigned)r->element[1]->integer;
+  if (o->has_hash) rb_cache_forget(o->b, o->hash);
   o->fn.count(o->ctx, rc, n);
-  free(o);
+  sop_free(o);
 }
 
 static void session_revoke(ts_backend *base, const uint8_t *hash, const uint8_t *handle,
@@ -217,6 +266,9 @@ static void session_revoke(ts_backend *base, const uint8_t *hash, const uint8_t 
   rb_arg_str(&a, "1");
   char k[RB_KEY_MAX], hex[2 * TS_HASH_BYTES + 1] = "";
   if (hash) {
+    memcpy(o->hash, hash, TS_HASH_BYTES);
+    o->has_hash = true;
+    rb_cache_forget(b, hash);
     rb_arg_copy(&a, k, rb_key_session(k, hash));
     rb_arg_str(&a, "hash");
     rb_hex(hex, hash, TS_HASH_BYTES);
@@ -282,7 +334,7 @@ static void on_list(void *ctx, redisReply *r) {
   bool more = rc == 0 && r->element[1]->integer != 0;
   o->fn.list(o->ctx, rc, recs, got, more, last);
   free(recs);
-  free(o);
+  sop_free(o);
 }
 
 static void session_list(ts_backend *base, const char *sub, size_t sub_len, const uint8_t *after,

@@ -8,10 +8,11 @@
  *   codec.c        key names and the session record's byte form in Redis (msgpack)
  *   ops_sessions.c, ops_tokens.c, feed.c: the operations of backend.h
  *   backend.c      ts_backend_redis_open, the ops table, stats, readiness, close
+ *   cache.c        the local session cache, kept coherent by CLIENT TRACKING (--redis-cache)
  *   tessera.lua    the Redis Functions every write is (embedded as ts_redis_lua)
  *
  * Ownership: the backend (rb) owns two connections (commands, and the feed reader blocked in
- * XREAD); each connection owns its pending requests and frees them when their reply, their
+ * XREAD) and the cache (with its tracking connection); each connection owns its pending requests and frees them when their reply, their
  * deadline or the connection's end answered them. Loop thread only. */
 #ifndef TS_REDIS_H
 #define TS_REDIS_H
@@ -144,6 +145,8 @@ bool rb_session_unpack(const char *buf, size_t len, ts_session_rec *r);
 
 /* ---- the backend ---------------------------------------------------------------------------- */
 
+typedef struct rb_cache rb_cache;
+
 typedef struct rb {
   ts_backend base; /* first */
   uv_loop_t *loop;
@@ -151,6 +154,7 @@ typedef struct rb {
   rb_url url;
   char url_masked[512];
   rb_conn cmd, feed;
+  rb_cache *cache;     /* NULL: --redis-cache 0 */
   rb_counters counters;
   char store_id[17];   /* from t:{rev}:id, hex; "" until the first connect */
   bool counted;        /* sessions was read once */
@@ -160,8 +164,35 @@ typedef struct rb {
   ts_feed_pos read_pos; /* the last stream id read */
   bool reading;
   bool closing;
-  unsigned open_conns;
+  unsigned open_conns; /* parts still closing: the connections, the cache */
 } rb;
+
+/* One part of b (a connection, the cache) finished closing; the last frees b (backend.c). */
+void rb_conn_closed_part(void *b);
+
+/* ---- cache.c: the local session cache ------------------------------------------------------- */
+
+/* Opens the cache with this many slots (rounded up to a power of two; 0: no cache, b->cache
+ * stays NULL) and starts its tracking connection. It is trusted only while invalidations flow
+ * and the commands connection is up; until then every call below is a miss or a no-op. */
+int rb_cache_open(rb *b, size_t slots);
+/* The commands connection came up (again: the tracking connection is made again, following
+ * it to the same master) or went down (the cache empties). */
+void rb_cache_commands_up(rb *b);
+void rb_cache_commands_down(rb *b);
+/* The record of hash as Redis holds it, when cached (valid until the loop turns). The first
+ * call of a loop turn reads the invalidations Redis has sent. */
+bool rb_cache_get(rb *b, const uint8_t hash[TS_HASH_BYTES], const char **rec, size_t *len);
+/* A GET of hash is about to be sent: returns its ticket (0: do not fill). */
+uint32_t rb_cache_filling(rb *b, const uint8_t hash[TS_HASH_BYTES]);
+/* The GET with this ticket answered rec: kept unless the key was invalidated meanwhile. */
+void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, const char *rec,
+                   size_t len);
+/* This sidecar changed or removed the session: forget it now. */
+void rb_cache_forget(rb *b, const uint8_t hash[TS_HASH_BYTES]);
+void rb_cache_stats(rb *b, struct ts_stat_list *l);
+/* Closes the tracking connection; the cache counts as one part of rb_conn_closed_part. */
+void rb_cache_close(rb *b);
 
 bool rb_stream_id(const char *s, size_t len, ts_feed_pos *pos);
 /* Tells the events side about a stream id a write just added. */

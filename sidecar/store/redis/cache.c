@@ -1,0 +1,354 @@
+/* sidecar/store/redis/cache.c: a coherent local cache of session records, kept by Redis's
+ * client-side caching in broadcast mode (see redis.h, rb_cache_*).
+ *
+ * A third connection ("tracking") runs CLIENT ID, then CLIENT TRACKING ON REDIRECT <its own
+ * id> BCAST PREFIX t:{s: (every write of any session key, by any sidecar or by expiry, is
+ * announced), then SUBSCRIBE __redis__:invalidate (RESP2: invalidations arrive as messages).
+ * Only once the subscription is confirmed is the cache trusted; it is emptied and distrusted
+ * whenever the tracking or the commands connection goes down (a failover, Redis restarted:
+ * invalidations may have been missed), and when the commands connection comes up again the
+ * tracking connection is made again, so both talk to the same master.
+ *
+ * Coherence: Redis queues a revocation's invalidation in the same event-loop turn that ran
+ * it and writes it out before it sleeps, alongside the revoking call's reply. Before serving
+ * the first cached record of each loop turn, the tracking socket is read (one non-blocking
+ * read), so a validate that arrives after a revocation's reply was sent finds the record gone.
+ * A miss marks its slot "filling" with a ticket; an invalidation of that key clears the slot,
+ * so a GET reply read after its invalidation is not kept. This sidecar's own writes of a known
+ * session (touch, rotate, revoke by sid) forget the record locally as well.
+ *
+ * Liveness: a PING on the commands connection every heartbeat while the cache is trusted:
+ * a Redis that stops answering (SIGSTOP, a network partition) fails its deadline, the commands
+ * connection drops, and validation fails closed as it does without the cache.
+ *
+ * The table is direct-mapped by the session hash (uniformly random), --redis-cache slots, each
+ * holding a malloc'd copy of one record; a record is wiped when it leaves. Missing sessions
+ * are not cached, so made-up sids cannot evict live ones. Loop thread only. */
+#include "redis.h"
+
+#include "domain.h"
+#include "error.h"
+#include "log.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHANNEL "__redis__:invalidate"
+#define PREFIX "t:{s:"
+#define HEARTBEAT_MIN_MS 50
+#define HEARTBEAT_MAX_MS 1000
+
+enum { SLOT_EMPTY, SLOT_FILLING, SLOT_FULL };
+
+typedef struct rc_slot {
+  uint8_t hash[TS_HASH_BYTES];
+  uint8_t state;
+  uint32_t ticket; /* SLOT_FILLING: the GET that may fill it */
+  uint32_t len;
+  uint8_t *rec;    /* SLOT_FULL: the record as Redis holds it */
+} rc_slot;
+
+struct rb_cache {
+  rb *b;
+  rb_conn conn;          /* "tracking" */
+  rc_slot *slots;
+  size_t mask;           /* slots - 1 (a power of two) */
+  bool subscribed;       /* invalidations flow: the cache may be trusted */
+  bool drained;          /* the tracking socket was read in this loop turn */
+  bool in_message;       /* inside the tracking connection's own callback */
+  uint32_t next_ticket;
+  unsigned commands_ups; /* times the commands connection came up */
+  uv_prepare_t turn;
+  uv_timer_t heartbeat;
+  unsigned open_handles;
+  uint64_t hits, misses, invalidated, flushes;
+  size_t entries;
+};
+
+static void slot_clear(rb_cache *k, rc_slot *s) {
+  if (s->state == SLOT_FULL) {
+    sodium_memzero(s->rec, s->len);
+    free(s->rec);
+    k->entries--;
+  }
+  s->state = SLOT_EMPTY;
+  s->rec = NULL;
+  s->len = 0;
+}
+
+static rc_slot *slot_of(rb_cache *k, const uint8_t hash[TS_HASH_BYTES]) {
+  uint64_t i;
+  memcpy(&i, hash, sizeof(i));
+  return &k->slots[i & k->mask];
+}
+
+static void flush_all(rb_cache *k) {
+  for (size_t i = 0; i <= k->mask; i++)
+    if (k->slots[i].state != SLOT_EMPTY) slot_clear(k, &k->slots[i]);
+  k->flushes++;
+}
+
+static void distrust(rb_cache *k) {
+  if (k->subscribed) ts_log(TS_LOG_INFO, "redis session cache off until tracking resumes", NULL);
+  k->subscribed = false;
+  flush_all(k);
+}
+
+static bool trusted(const rb_cache *k) {
+  return k->subscribed && k->b->cmd.state == RB_UP && k->conn.state == RB_UP && k->conn.ac;
+}
+
+/* ---- invalidations -------------------------------------------------------------------------- */
+
+static bool hex_byte(const char *s, uint8_t *out) {
+  int v = 0;
+  for (int i = 0; i < 2; i++) {
+    char ch = s[i];
+    int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = v << 4 | d;
+  }
+  *out = (uint8_t)v;
+  return true;
+}
+
+/* "t:{s:<64 hex>}" -> its hash. */
+static bool key_hash(const char *key, size_t len, uint8_t hash[TS_HASH_BYTES]) {
+  const size_t pl = sizeof(PREFIX) - 1;
+  if (len != pl + 2 * TS_HASH_BYTES + 1 || memcmp(key, PREFIX, pl) != 0 || key[len - 1] != '}')
+    return false;
+  for (size_t i = 0; i < TS_HASH_BYTES; i++)
+    if (!hex_byte(key + pl + 2 * i, &hash[i])) return false;
+  return true;
+}
+
+static void invalidate_key(rb_cache *k, const char *key, size_t len) {
+  uint8_t hash[TS_HASH_BYTES];
+  if (!key_hash(key, len, hash)) return; /* another key under the prefix: not a record */
+  rc_slot *s = slot_of(k, hash);
+  if (s->state != SLOT_EMPTY && memcmp(s->hash, hash, TS_HASH_BYTES) == 0) {
+    slot_clear(k, s);
+    k->invalidated++;
+  }
+}
+
+/* Every reply of the subscription: its confirmation, then the messages; NULL when the
+ * connection ends. */
+static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
+  (void)ac;
+  rb_cache *k = privdata;
+  redisReply *r = reply;
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+      r->element[0]->type != REDIS_REPLY_STRING) {
+    if (!r) distrust(k);
+    return;
+  }
+  const char *kind = r->element[0]->str;
+  if (strcmp(kind, "subscribe") == 0) {
+    flush_all(k); /* nothing was cached untracked; empty anyway */
+    k->subscribed = true;
+    ts_log(TS_LOG_INFO, "redis session cache on (tracking)", "{s:I}", "slots",
+           (json_int_t)(k->mask + 1));
+    return;
+  }
+  if (strcmp(kind, "message") != 0) return;
+  redisReply *keys = r->element[2];
+  k->in_message = true;
+  if (keys->type == REDIS_REPLY_NIL) { /* FLUSHALL/FLUSHDB, or Redis dropped its table */
+    flush_all(k);
+  } else if (keys->type == REDIS_REPLY_ARRAY) {
+    for (size_t i = 0; i < keys->elements; i++)
+      if (keys->element[i]->type == REDIS_REPLY_STRING)
+        invalidate_key(k, keys->element[i]->str, keys->element[i]->len);
+  }
+  k->in_message = false;
+}
+
+static void on_tracking(void *ctx, redisReply *r) {
+  rb_cache *k = ctx;
+  if (!r || r->type != REDIS_REPLY_STATUS || !k->conn.ac) {
+    if (r) ts_log(TS_LOG_WARN, "redis refused CLIENT TRACKING: no session cache", NULL);
+    rb_conn_drop_later(&k->conn);
+    return;
+  }
+  const char *argv[2] = {"SUBSCRIBE", CHANNEL};
+  size_t lens[2] = {9, sizeof(CHANNEL) - 1};
+  if (redisAsyncCommandArgv(k->conn.ac, on_message, k, 2, argv, lens) != REDIS_OK)
+    rb_conn_drop_later(&k->conn);
+}
+
+static void on_client_id(void *ctx, redisReply *r) {
+  rb_cache *k = ctx;
+  if (!r || r->type != REDIS_REPLY_INTEGER) {
+    rb_conn_drop_later(&k->conn);
+    return;
+  }
+  char id[24];
+  int n = snprintf(id, sizeof(id), "%lld", (long long)r->integer);
+  const char *argv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", "PREFIX", PREFIX};
+  size_t lens[] = {6, 8, 2, 8, (size_t)n, 5, 6, sizeof(PREFIX) - 1};
+  rb_command(&k->conn, on_tracking, k, 8, argv, lens, 0);
+}
+
+static void on_tracking_up(void *ctx) {
+  rb_cache *k = ctx;
+  rb_command(&k->conn, on_client_id, k, 2, (const char *[]){"CLIENT", "ID"}, (size_t[]){6, 2}, 0);
+}
+
+static void on_tracking_down(void *ctx) { distrust(ctx); }
+
+/* ---- the loop turn and the heartbeat -------------------------------------------------------- */
+
+static void on_turn(uv_prepare_t *h) { ((rb_cache *)h->data)->drained = false; }
+
+static void on_pong(void *ctx, redisReply *r) { (void)ctx, (void)r; } /* a miss drops cmd */
+
+static void on_heartbeat(uv_timer_t *t) {
+  rb_cache *k = t->data;
+  if (trusted(k))
+    rb_command(&k->b->cmd, on_pong, k, 1, (const char *[]){"PING"}, (size_t[]){4}, 0);
+}
+
+/* ---- the interface (redis.h) ---------------------------------------------------------------- */
+
+int rb_cache_open(rb *b, size_t slots) {
+  b->cache = NULL;
+  if (slots == 0) return 0;
+  size_t n = 1;
+  while (n < slots && n < ((size_t)1 << 24)) n <<= 1;
+  rb_cache *k = calloc(1, sizeof(*k));
+  if (!k || !(k->slots = calloc(n, sizeof(rc_slot)))) {
+    free(k);
+    return TS_ENOMEM;
+  }
+  k->b = b;
+  k->mask = n - 1;
+  rb_conn_init(&k->conn, b->loop, &b->url, "tracking", b->cmd.timeout_ms, &b->counters);
+  k->conn.weak = true; /* nothing it sends owes a completion */
+  k->conn.cb_ctx = k;
+  k->conn.on_up = on_tracking_up;
+  k->conn.on_down = on_tracking_down;
+  uv_prepare_init(b->loop, &k->turn);
+  k->turn.data = k;
+  uv_prepare_start(&k->turn, on_turn);
+  uv_unref((uv_handle_t *)&k->turn);
+  int64_t beat = b->cmd.timeout_ms / 2;
+  if (beat < HEARTBEAT_MIN_MS) beat = HEARTBEAT_MIN_MS;
+  if (beat > HEARTBEAT_MAX_MS) beat = HEARTBEAT_MAX_MS;
+  uv_timer_init(b->loop, &k->heartbeat);
+  k->heartbeat.data = k;
+  uv_timer_start(&k->heartbeat, on_heartbeat, (uint64_t)beat, (uint64_t)beat);
+  uv_unref((uv_handle_t *)&k->heartbeat);
+  b->cache = k;
+  rb_conn_start(&k->conn);
+  return 0;
+}
+
+void rb_cache_commands_up(rb *b) {
+  rb_cache *k = b->cache;
+  if (!k || k->commands_ups++ == 0) return; /* the first: both connect at start */
+  /* The commands connection may now talk to another master (a failover): track that one. */
+  if (k->subscribed || k->conn.state == RB_UP) {
+    distrust(k);
+    rb_conn_drop_later(&k->conn);
+  }
+}
+
+void rb_cache_commands_down(rb *b) {
+  if (b->cache) flush_all(b->cache);
+}
+
+bool rb_cache_get(rb *b, const uint8_t hash[TS_HASH_BYTES], const char **rec, size_t *len) {
+  rb_cache *k = b->cache;
+  if (!k) return false;
+  if (!k->drained && !k->in_message && trusted(k)) {
+    k->drained = true;
+    redisAsyncHandleRead(k->conn.ac); /* what Redis sent before now (may drop the connection) */
+  }
+  if (!trusted(k)) return false;
+  rc_slot *s = slot_of(k, hash);
+  if (s->state != SLOT_FULL || memcmp(s->hash, hash, TS_HASH_BYTES) != 0) {
+    k->misses++;
+    return false;
+  }
+  k->hits++;
+  *rec = (const char *)s->rec;
+  *len = s->len;
+  return true;
+}
+
+uint32_t rb_cache_filling(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
+  rb_cache *k = b->cache;
+  if (!k || !trusted(k)) return 0;
+  rc_slot *s = slot_of(k, hash);
+  slot_clear(k, s);
+  memcpy(s->hash, hash, TS_HASH_BYTES);
+  s->state = SLOT_FILLING;
+  if (++k->next_ticket == 0) k->next_ticket = 1;
+  s->ticket = k->next_ticket;
+  return s->ticket;
+}
+
+void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, const char *rec,
+                   size_t len) {
+  rb_cache *k = b->cache;
+  if (!k || !ticket || !trusted(k) || len > UINT32_MAX) return;
+  rc_slot *s = slot_of(k, hash);
+  if (s->state != SLOT_FILLING || s->ticket != ticket ||
+      memcmp(s->hash, hash, TS_HASH_BYTES) != 0)
+    return; /* invalidated, flushed or taken by another session meanwhile */
+  uint8_t *copy = malloc(len ? len : 1);
+  if (!copy) {
+    s->state = SLOT_EMPTY;
+    return;
+  }
+  memcpy(copy, rec, len);
+  s->rec = copy;
+  s->len = (uint32_t)len;
+  s->state = SLOT_FULL;
+  k->entries++;
+}
+
+void rb_cache_forget(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
+  rb_cache *k = b->cache;
+  if (!k) return;
+  rc_slot *s = slot_of(k, hash);
+  if (s->state != SLOT_EMPTY && memcmp(s->hash, hash, TS_HASH_BYTES) == 0) slot_clear(k, s);
+}
+
+void rb_cache_stats(rb *b, struct ts_stat_list *l) {
+  rb_cache *k = b->cache;
+  ts_stat_add(l, "redis_cache_up", k && trusted(k) ? 1 : 0);
+  ts_stat_add(l, "redis_cache_entries", k ? k->entries : 0);
+  ts_stat_add(l, "redis_cache_hits", k ? k->hits : 0);
+  ts_stat_add(l, "redis_cache_misses", k ? k->misses : 0);
+  ts_stat_add(l, "redis_cache_invalidations", k ? k->invalidated : 0);
+  ts_stat_add(l, "redis_cache_flushes", k ? k->flushes : 0);
+}
+
+static void on_cache_part_closed(void *ctx) {
+  rb_cache *k = ctx;
+  if (--k->open_handles > 0) return;
+  rb *b = k->b;
+  free(k->slots);
+  free(k);
+  b->cache = NULL;
+  rb_conn_closed_part(b);
+}
+
+static void on_handle_closed(uv_handle_t *h) { on_cache_part_closed(h->data); }
+
+void rb_cache_close(rb *b) {
+  rb_cache *k = b->cache;
+  if (!k) return;
+  k->subscribed = false;
+  for (size_t i = 0; i <= k->mask; i++)
+    if (k->slots[i].state != SLOT_EMPTY) slot_clear(k, &k->slots[i]);
+  k->open_handles = 3;
+  k->conn.on_closed = on_cache_part_closed;
+  rb_conn_close(&k->conn);
+  uv_close((uv_handle_t *)&k->turn, on_handle_closed);
+  uv_close((uv_handle_t *)&k->heartbeat, on_handle_closed);
+}
