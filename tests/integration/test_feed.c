@@ -3,7 +3,8 @@
  * duplicate, `reset` when the daemon cannot prove completeness (garbage, another store, a
  * restored data file), a subscriber that stops reading (small --max-write-queue, or its
  * process stopped with SIGSTOP) losing nothing, and the local verifier of libtessera refusing
- * a token revoked in the middle of a flood, across a daemon restart, and after a reset.
+ * a token revoked in the middle of a flood, across a daemon restart, and after a reset (which
+ * also purges its cache).
  *
  * Notifications are read with libtessera's tessera_next_notification on a subscribed client.
  * Waits are for conditions with deadlines (feed counters, notifications), never blind sleeps. */
@@ -533,6 +534,46 @@ static void verifier_after_reset_distrusts_older_tokens(void) {
 }
 
 
+/* A reset purges the verified-token cache: a token cached before it is checked afresh (a
+ * signature check, not a cache hit) on its next verify, besides getting the feed-down policy
+ * as a token issued before the reset. */
+static void verifier_reset_purges_its_cache(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  json_t *t = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "cached"));
+  const char *tok = tc_str(t, "token");
+  tessera_verifier *v = verifier_of(&d, TESSERA_FEED_ASK_DAEMON);
+  tessera_error err;
+  TT_EQ_INT(local_verify(v, tok, &err), 0);
+  TT_EQ_INT(local_verify(v, tok, &err), 0);
+  tessera_verifier_stats st0, st1;
+  tessera_verifier_stats_get(v, &st0);
+  TT_EQ_INT(st0.cached_tokens, 1);
+  TT_EQ_INT(st0.cache_hits, 1); /* the second verify came from the cache */
+  TT_EQ_INT(st0.signature_checks, 1);
+  revoke_jtis(c, "before", 0, 1); /* gives the verifier a cursor of this data file */
+  wait_applied(v, 1, 10000);
+  tessera_close(c);
+  restart_on_restored_copy(&d);
+  for (int k = 0;; k++) {
+    tessera_verifier_stats_get(v, &st0);
+    if (st0.feed_resets == 1) break;
+    TT_ASSERT_MSG(k < 300, "no reset after the data file changed");
+    tessera_verifier_wait_feed(v, st0.feed_events, 100);
+  }
+  TT_EQ_INT(st0.cached_tokens, 0);
+  TT_EQ_INT(local_verify(v, tok, &err), 0); /* the daemon is asked: issued before the reset */
+  tessera_verifier_stats_get(v, &st1);
+  TT_EQ_INT(st1.cache_hits, st0.cache_hits); /* not from the cache ... */
+  TT_EQ_INT(st1.signature_checks, st0.signature_checks + 1); /* ... checked afresh */
+  TT_EQ_INT(st1.daemon_fallbacks, st0.daemon_fallbacks + 1);
+  tessera_verifier_free(v);
+  json_decref(t);
+  tc_stop_clean(&d);
+}
+
+
 /* A revocation entry that lapsed and is then widened again (the token revoked for good after a
  * short {jti, exp} entry ran out) must re-check the tokens cached meanwhile. */
 static void widened_revocation_rechecks_cached_tokens(void) {
@@ -575,6 +616,7 @@ static const tt_case cases[] = {
     TT_CASE(verifier_refuses_token_revoked_mid_flood),
     TT_CASE(stopped_verifier_catches_up_after_reconnect),
     TT_CASE(verifier_after_reset_distrusts_older_tokens),
+    TT_CASE(verifier_reset_purges_its_cache),
     TT_CASE(widened_revocation_rechecks_cached_tokens),
 };
 TT_MAIN(cases)

@@ -2,14 +2,17 @@
  * while it runs, against the real daemon: the notification API (tessera_next_notification:
  * queued in order, overflow reported) and the revocation feed (a revoked jti, a user.revoke,
  * a family revocation and a key change reach cached tokens; the feed down fails closed, or
- * asks the daemon, then reconnects; verifies under concurrent feed traffic). Local
+ * asks the daemon, then reconnects; a verifier whose notification queue overflowed resumes
+ * from its cursor; verifies under concurrent feed traffic). Local
  * verification: test_verifier.c.
  *
  * Feed tests wait on the verifier's feed counters (tessera_verifier_wait_feed, through
  * TC_WAIT_FEED_STAT), never on a blind sleep. To take the feed down while the daemon stays up,
  * a small proxy sits between the verifier and the daemon and cuts the connections that
- * subscribe (it recognises "events.subscribe" in the bytes it forwards). The notification
- * queue's overflow is driven by a fake one-connection daemon instead. */
+ * subscribe (it recognises "events.subscribe" in the bytes it forwards, and notes each one's
+ * `since`); it can also hold what the daemon pushes and hand it over at once, which overflows
+ * the verifier's own notification queue. The notification API's overflow is driven by a fake
+ * one-connection daemon instead. */
 #include "calls.h"
 #include "forge.h"
 #include "daemon.h"
@@ -54,11 +57,16 @@ typedef struct proxy {
   pthread_t th;
   pthread_mutex_t mu;
   bool cut, stop;
+  bool hold;          /* keep what the daemon sends a feed connection until released */
+  int subscribes;     /* events.subscribe requests seen, and the `since` of the first four */
+  char since[4][80];
 } proxy;
 
 typedef struct pconn {
   int a, b; /* a: the client side, b: the daemon side */
   bool feed, dead;
+  char *held; /* daemon bytes kept while the proxy holds */
+  size_t held_len;
 } pconn;
 
 static bool write_all(int fd, const char *p, size_t n) {
@@ -82,16 +90,55 @@ static int connect_to(const char *path) {
   return -1;
 }
 
-/* Forwards one chunk from->to; the client side marks a subscribing connection. */
-static void forward(pconn *c, bool from_client, bool cut) {
+/* Notes an events.subscribe request (one read holds it: it is small) and its `since`, a
+ * msgpack str (fixstr or str8) after the key. */
+static void note_subscribe(proxy *p, const char *buf, size_t k) {
+  pthread_mutex_lock(&p->mu);
+  int i = p->subscribes++;
+  const char *at = memmem(buf, k, "since", 5);
+  if (i < 4 && at) {
+    const uint8_t *v = (const uint8_t *)at + 5, *end = (const uint8_t *)buf + k;
+    size_t len = v < end && (*v & 0xe0) == 0xa0 ? (size_t)(*v & 0x1f)
+                 : v + 1 < end && *v == 0xd9    ? v[1]
+                                                : 0;
+    const uint8_t *body = v + (*v == 0xd9 ? 2 : 1);
+    if (len > 0 && len < sizeof(p->since[i]) && body + len <= end)
+      memcpy(p->since[i], body, len);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Forwards one chunk from->to; the client side marks a subscribing connection. While the
+ * proxy holds, what the daemon sends a feed connection is kept (read at once, so the daemon's
+ * write queue stays empty and each push stays its own notification). */
+static void forward(proxy *p, pconn *c, bool from_client, bool cut, bool hold) {
   char buf[65536];
   ssize_t k = read(from_client ? c->a : c->b, buf, sizeof(buf));
   if (k <= 0) {
     c->dead = true;
     return;
   }
-  if (from_client && memmem(buf, (size_t)k, "events.subscribe", 16)) c->feed = true;
+  if (from_client && memmem(buf, (size_t)k, "events.subscribe", 16)) {
+    c->feed = true;
+    note_subscribe(p, buf, (size_t)k);
+  }
+  if (!from_client && c->feed && (hold || c->held_len > 0)) {
+    char *grown = realloc(c->held, c->held_len + (size_t)k);
+    TT_ASSERT(grown != NULL);
+    memcpy(grown + c->held_len, buf, (size_t)k);
+    c->held = grown;
+    c->held_len += (size_t)k;
+    return;
+  }
   if ((c->feed && cut) || !write_all(from_client ? c->b : c->a, buf, (size_t)k)) c->dead = true;
+}
+
+/* Sends a feed connection what was held for it, once the proxy no longer holds. */
+static void release(pconn *c) {
+  if (c->held_len > 0 && !write_all(c->a, c->held, c->held_len)) c->dead = true;
+  free(c->held);
+  c->held = NULL;
+  c->held_len = 0;
 }
 
 static void *proxy_main(void *arg) {
@@ -108,7 +155,7 @@ static void *proxy_main(void *arg) {
     }
     if (poll(fds, 2 + 2 * n, -1) < 0) continue;
     pthread_mutex_lock(&p->mu);
-    bool cut = p->cut, stop = p->stop;
+    bool cut = p->cut, stop = p->stop, hold = p->hold;
     pthread_mutex_unlock(&p->mu);
     if (stop) break;
     if (fds[1].revents & POLLIN) {
@@ -117,8 +164,10 @@ static void *proxy_main(void *arg) {
     }
     size_t live = n;
     for (size_t i = 0; i < live; i++) {
-      if (!c[i].dead && fds[2 + 2 * i].revents) forward(&c[i], true, cut);
-      if (!c[i].dead && fds[3 + 2 * i].revents) forward(&c[i], false, cut);
+      if (!c[i].dead && !hold) release(&c[i]);
+      if (!c[i].dead && fds[2 + 2 * i].revents) forward(p, &c[i], true, cut, hold);
+      if (!c[i].dead && fds[3 + 2 * i].revents) forward(p, &c[i], false, cut, hold);
+      if (!c[i].dead && !hold) release(&c[i]);
       if (cut && c[i].feed) c[i].dead = true;
     }
     size_t keep = 0;
@@ -126,6 +175,7 @@ static void *proxy_main(void *arg) {
       if (c[i].dead) {
         close(c[i].a);
         close(c[i].b);
+        free(c[i].held);
       } else {
         c[keep++] = c[i];
       }
@@ -145,6 +195,7 @@ static void *proxy_main(void *arg) {
   for (size_t i = 0; i < n; i++) {
     close(c[i].a);
     close(c[i].b);
+    free(c[i].held);
   }
   return NULL;
 }
@@ -170,6 +221,22 @@ static void proxy_set(proxy *p, bool cut, bool stop) {
   p->stop = stop;
   pthread_mutex_unlock(&p->mu);
   TT_ASSERT(write(p->wake[1], "x", 1) == 1);
+}
+
+/* Holds (or releases, in one write) what the daemon sends feed connections. */
+static void proxy_hold(proxy *p, bool hold) {
+  pthread_mutex_lock(&p->mu);
+  p->hold = hold;
+  pthread_mutex_unlock(&p->mu);
+  TT_ASSERT(write(p->wake[1], "x", 1) == 1);
+}
+
+static int proxy_subscribes(proxy *p, char since[][80], int max) {
+  pthread_mutex_lock(&p->mu);
+  int n = p->subscribes;
+  for (int i = 0; i < max && i < 4; i++) memcpy(since[i], p->since[i], sizeof(p->since[i]));
+  pthread_mutex_unlock(&p->mu);
+  return n;
 }
 
 static void proxy_stop(proxy *p) {
@@ -568,6 +635,79 @@ static void feed_down_asks_the_daemon(void) {
   td_cleanup(&d);
 }
 
+/* The verifier's own notification queue overflows (more than TESSERA_NOTIFY_QUEUE_MAX
+ * notifications arrive while its feed thread waits for the keys.jwks reply of a "keys"
+ * notification, on the feed connection): it must resubscribe with the cursor of the last entry
+ * it applied, and the daemon's replay brings back what was dropped, here the revocation of a
+ * token it has cached. The proxy holds the feed while the daemon pushes a key change and then
+ * one revocation per commit, and hands it all over at once. */
+static void feed_overflow_resubscribes_from_its_cursor(void) {
+  enum { N = 1200 }; /* revocations after the "keys" notification: > TESSERA_NOTIFY_QUEUE_MAX */
+  td_daemon d;
+  td_start(&d, NULL);
+  proxy px;
+  proxy_start(&px, &d);
+  tessera_client *c = tc_client(&d);
+  tessera_verifier *v = subscribed(px.path, TESSERA_FEED_FAIL_CLOSED, 60000);
+  char *tok = tc_issue_claims(c, "victim", NULL);
+  json_decref(TC_EXPECT_LOCAL_OK(v, tok));
+  json_decref(TC_EXPECT_LOCAL_OK(v, tok));
+  tessera_verifier_stats st = tc_verifier_stats(v);
+  TT_EQ_INT(st.cached_tokens, 1);
+  TT_EQ_INT(st.cache_hits, 1);
+  int64_t exp = (int64_t)time(NULL) + 600;
+  /* The last entry applied before the overflow: its cursor is where the feed must resume. */
+  json_decref(tc_call_ok(c, "token.revoke",
+                         json_pack("{s:s, s:I}", "jti", "applied", "exp", (json_int_t)exp)));
+  TC_WAIT_FEED_STAT(v, revocations_applied, 1);
+
+  proxy_hold(&px, true);
+  json_decref(tc_call_ok(c, "keys.rotate", NULL));
+  for (int i = 0; i < N; i++) { /* one at a time: one commit, one notification each */
+    char jti[32];
+    snprintf(jti, sizeof(jti), "burst-%d", i);
+    json_decref(tc_call_ok(c, "token.revoke",
+                           json_pack("{s:s, s:I}", "jti", jti, "exp", (json_int_t)exp)));
+  }
+  json_decref(tc_call_ok(c, "token.revoke", json_pack("{s:s}", "token", tok))); /* the last */
+  TT_EQ_INT(tc_wait_stat(c, "feed_entries_sent", true, N + 2, 30000), N + 2); /* all pushed */
+  TT_EQ_INT(tc_verifier_stats(v).revocations_applied, 1); /* and all held */
+  proxy_hold(&px, false);
+
+  TC_WAIT_FEED_STAT(v, revocations_applied, N + 2); /* "applied", then the replay of N + 1 */
+  TC_EXPECT_LOCAL_REFUSED(v, tok, "revoked");
+  st = tc_verifier_stats(v);
+  TT_EQ_INT(st.keys_notifications, 1);
+  TT_EQ_INT(st.feed_disconnects, 1); /* the overflow ended the connection */
+  TT_EQ_INT(st.feed_connects, 2);    /* and it resubscribed */
+  TT_EQ_INT(st.feed_resets, 0);      /* resumed, not reset */
+  TT_EQ_INT(st.feed_up, 1);
+  TT_EQ_INT(st.revocations_applied, N + 2); /* nothing applied twice, nothing missed */
+  /* The daemon sent the N + 1 entries twice: once into the overflow, once in the replay. */
+  TT_EQ_INT(tc_stat(c, "feed_entries_sent"), 1 + 2 * (N + 1));
+  /* The second subscribe's since was the cursor of "applied", the first entry of the feed. */
+  char since[4][80];
+  TT_EQ_INT(proxy_subscribes(&px, since, 4), 2);
+  TT_EQ_STR(since[0], "0");
+  tessera_client *all = tc_client(&d);
+  json_decref(tc_call_ok(all, "events.subscribe", json_pack("{s:s}", "since", "0")));
+  char method[TESSERA_NOTIFY_METHOD_MAX];
+  json_t *args = NULL;
+  TT_EQ_INT(tessera_next_notification(all, 10000, method, &args), 0);
+  TT_EQ_STR(method, "revoked");
+  json_t *first = json_array_get(args, 0);
+  TT_EQ_STR(tc_str(first, "id"), "applied");
+  TT_EQ_STR(since[1], tc_str(first, "cursor"));
+  json_decref(args);
+  tessera_close(all);
+  free(tok);
+  tessera_verifier_free(v);
+  tessera_close(c);
+  proxy_stop(&px);
+  td_stop(&d);
+  td_cleanup(&d);
+}
+
 /* Revocations keep arriving while 8 threads verify. */
 static void feed_under_concurrent_verifies(void) {
   td_daemon d;
@@ -606,6 +746,7 @@ static const tt_case cases[] = {
     TT_CASE(feed_keys_notification_refetches),
     TT_CASE(feed_down_fails_closed_then_reconnects),
     TT_CASE(feed_down_asks_the_daemon),
+    TT_CASE(feed_overflow_resubscribes_from_its_cursor),
     TT_CASE(feed_under_concurrent_verifies),
 };
 
