@@ -9,6 +9,7 @@
 #include "redis.h"
 
 #include "error.h"
+#include "freelist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@
 #define LIST_SCAN_EXTRA 1000 /* dead entries one session.list page may step over */
 
 typedef struct sop {
-  struct sop *next_free;
   rb *b;
   union {
     ts_done_fn done;
@@ -34,33 +34,16 @@ typedef struct sop {
   uint32_t ticket;             /* get: its cache fill (0: none) */
 } sop;
 
-/* Finished operations are kept for reuse (loop thread only): no heap call per validate. */
-#define SOP_POOL_MAX 1024
-static sop *sop_pool;
-static unsigned sop_pooled;
+/* Finished operations are kept for reuse: no heap call per validate. */
+static ts_freelist sop_pool = TS_FREELIST(sop, 1024);
 
 static sop *sop_new(rb *b, void *ctx) {
-  sop *o = sop_pool;
-  if (o) {
-    sop_pool = o->next_free;
-    sop_pooled--;
-    memset(o, 0, sizeof(*o));
-  } else {
-    o = calloc(1, sizeof(*o));
-  }
-  if (o) o->b = b, o->ctx = ctx;
+  sop *o = ts_freelist_get(&sop_pool);
+  if (o) memset(o, 0, sizeof(*o)), o->b = b, o->ctx = ctx;
   return o;
 }
 
-static void sop_free(sop *o) {
-  if (sop_pooled >= SOP_POOL_MAX) {
-    sop_free(o);
-    return;
-  }
-  o->next_free = sop_pool;
-  sop_pool = o;
-  sop_pooled++;
-}
+static void sop_free(sop *o) { ts_freelist_put(&sop_pool, o); }
 
 int rb_fcall_status(const redisReply *r) {
   if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
