@@ -31,6 +31,9 @@ static void on_published(void *ctx, ts_feed_pos last) { ts_events_published(ctx,
 
 static void on_reload(ts_server *s) { ts_keys_reload(&s->domain->keys, s->cfg); }
 
+/* Another sidecar on the shared store changed the key set (keys.rotate): reload ours. */
+static void on_keys_elsewhere(void *ctx) { on_reload(ctx); }
+
 static ts_http http; /* the HTTP edge (sidecar/http/), when --http-listen is set */
 
 static void on_drain(ts_server *s) {
@@ -71,6 +74,8 @@ int main(int argc, char **argv) {
   }
   domain.backend->on_published = on_published;
   domain.backend->published_ctx = &server;
+  domain.backend->on_keys = on_keys_elsewhere;
+  domain.backend->keys_ctx = &server;
   if (ts_internal_init(&server) != 0 || ts_http_start(&http, &server) != 0) {
     ts_server_drain(&server);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -41,6 +41,8 @@ static void keys_rotate(ts_req *r, const ts_param_value *v) {
                     : "keys are managed outside tesserad (read-only key directory)");
     return;
   }
+  ts_backend *b = ((ts_domain *)r->conn->server->domain)->backend;
+  if (b->ops->keys_changed) b->ops->keys_changed(b, k->version); /* the other sidecars reload */
   msgpack_packer *pk = ts_req_result(r);
   msgpack_pack_map(pk, 3);
   ts_pack_cstr(pk, "kid");

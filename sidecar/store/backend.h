@@ -198,6 +198,10 @@ typedef struct ts_backend_ops {
                     void *ctx);
   /* The cursor string of a position (at most TS_CURSOR_MAX chars). */
   void (*cursor_format)(ts_backend *b, ts_feed_pos pos, char out[TS_CURSOR_MAX + 1]);
+  /* A shared store (NULL for LMDB): tells the other sidecars that this one changed the key
+   * set (keys.rotate), so that they reload their key directory (their on_keys runs). Fire and
+   * forget: a failure is logged. */
+  void (*keys_changed)(ts_backend *b, int64_t keys_version);
 
   /* Gauges for sys.stats (sessions, families, ...) and the backend's state ("store_up"). */
   void (*stats)(ts_backend *b, struct ts_stat_list *l);
@@ -214,6 +218,8 @@ struct ts_backend {
   const ts_backend_ops *ops;
   ts_published_fn on_published;
   void *published_ctx;
+  void (*on_keys)(void *ctx); /* another sidecar changed the key set: reload the keys */
+  void *keys_ctx;
 };
 
 /* Opens the backend cfg->store names (backend.c). Returns 0 or TS_E* (logged). */

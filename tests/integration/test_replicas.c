@@ -95,6 +95,53 @@ static void revoked_on_c_is_refused_on_a_at_once(void) {
   trio_stop(&t);
 }
 
+/* Waits (bounded) for a "keys" notification on sub; returns its keys_version. */
+static long long next_keys_note(tessera_client *sub) {
+  for (;;) {
+    char method[TESSERA_NOTIFY_METHOD_MAX];
+    json_t *args = NULL;
+    int rc = tessera_next_notification(sub, 10000, method, &args);
+    TT_ASSERT_MSG(rc == 0, "no keys notification: %s", tessera_strerror(rc));
+    if (strcmp(method, "keys") == 0) {
+      long long v = tc_int(json_array_get(args, 0), "keys_version");
+      json_decref(args);
+      return v;
+    }
+    json_decref(args);
+  }
+}
+
+/* keys.rotate on A, whose key directory B and C share: B reloads it at once (a key-change
+ * entry on the feed), its subscribers hear "keys", its JWKS follows, and after a second
+ * rotation B verifies what A signs with the key the first one made (unknown to B before). */
+static void keys_rotated_on_a_are_reloaded_by_b(void) {
+  trio t;
+  trio_start(&t);
+  tessera_client *a = tc_client(&t.d[0]), *b = tc_client(&t.d[1]), *c = tc_client(&t.d[2]),
+                 *sub = tc_client(&t.d[1]);
+  json_decref(tc_call_ok(sub, "events.subscribe", NULL));
+  json_t *jwks = tc_call_ok(b, "keys.jwks", NULL);
+  long long v0 = tc_int(jwks, "keys_version");
+  json_decref(jwks);
+  json_t *rot = tc_call_ok(a, "keys.rotate", NULL);
+  long long v1 = tc_int(rot, "keys_version");
+  json_decref(rot);
+  TT_ASSERT(v1 != v0);
+  TT_EQ_INT(next_keys_note(sub), v1);
+  jwks = tc_call_ok(b, "keys.jwks", NULL);
+  TT_EQ_INT(tc_int(jwks, "keys_version"), v1);
+  json_decref(jwks);
+  rot = tc_call_ok(a, "keys.rotate", NULL);
+  TT_EQ_INT(next_keys_note(sub), tc_int(rot, "keys_version"));
+  json_decref(rot);
+  char *tok = tc_issue_sub(a, "kim");
+  TT_EQ_STR(tc_verify_code(b, tok, NULL, false), "");
+  TT_EQ_STR(tc_verify_code(c, tok, NULL, false), "");
+  free(tok);
+  tessera_close(a), tessera_close(b), tessera_close(c), tessera_close(sub);
+  trio_stop(&t);
+}
+
 /* ---- the session cache (--redis-cache, CLIENT TRACKING) ------------------------------------ */
 
 /* Waits (bounded) until d's session cache is trusted: tracking on, invalidations flowing. */
@@ -367,5 +414,6 @@ static const tt_case cases[] = {
     TT_CASE(cached_sessions_are_refused_at_once_after_a_revocation_elsewhere),
     TT_CASE(flushall_empties_the_caches),
     TT_CASE(no_cache_when_turned_off),
+    TT_CASE(keys_rotated_on_a_are_reloaded_by_b),
 };
 TT_MAIN(cases)

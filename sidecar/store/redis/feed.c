@@ -277,6 +277,44 @@ static void feed_read(ts_backend *base, ts_feed_pos after, int64_t now, size_t m
   rb_command(&b->cmd, on_range, o, 6, argv, lens, 0);
 }
 
+/* ---- key-set changes ------------------------------------------------------------------------ */
+
+static void on_keys_announced(void *ctx, redisReply *r) {
+  (void)ctx;
+  if (rb_fcall_status(r) != 0)
+    ts_log(TS_LOG_WARN, "the key change could not be announced to the other sidecars: reload "
+                        "them (SIGHUP)", NULL);
+}
+
+static void keys_changed(ts_backend *base, int64_t keys_version) {
+  rb *b = (rb *)base;
+  rb_args a;
+  rb_args_init(&a);
+  rb_arg_str(&a, "FCALL");
+  rb_arg_str(&a, "ts_keys_changed");
+  rb_arg_str(&a, "3");
+  rb_arg_str(&a, RB_KEY_FEED);
+  rb_arg_str(&a, RB_KEY_LAST);
+  rb_arg_str(&a, RB_KEY_TRIMMED);
+  rb_arg_int(&a, keys_version);
+  rb_arg_int(&a, (int64_t)time(NULL));
+  rb_arg_minid(&a, b);
+  rb_send(b, &a, on_keys_announced, NULL);
+}
+
+/* Whether a stream entry [id, [field, value, ...]] announces a key-set change (kind K). */
+static bool is_keys_entry(const redisReply *x) {
+  if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 || x->element[1]->type != REDIS_REPLY_ARRAY)
+    return false;
+  const redisReply *f = x->element[1];
+  for (size_t j = 0; j + 1 < f->elements; j += 2)
+    if (f->element[j]->type == REDIS_REPLY_STRING && f->element[j]->len == 1 &&
+        f->element[j]->str[0] == 'k')
+      return f->element[j + 1]->type == REDIS_REPLY_STRING && f->element[j + 1]->len == 1 &&
+             f->element[j + 1]->str[0] == 'K';
+  return false;
+}
+
 /* ---- the reader: XREAD BLOCK on the feed connection ----------------------------------------- */
 
 static void read_next(rb *b);
@@ -294,6 +332,10 @@ static void on_read(void *ctx, redisReply *r) {
       r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
     const redisReply *es = r->element[0]->element[1];
     ts_feed_pos pos;
+    bool keys = false;
+    for (size_t i = 0; es->type == REDIS_REPLY_ARRAY && i < es->elements; i++)
+      keys = keys || is_keys_entry(es->element[i]);
+    if (keys && b->base.on_keys) b->base.on_keys(b->base.keys_ctx); /* its own too: no change */
     if (es->type == REDIS_REPLY_ARRAY && es->elements > 0) {
       const redisReply *x = es->element[es->elements - 1];
       if (x->type == REDIS_REPLY_ARRAY && x->elements >= 1 &&
@@ -347,6 +389,7 @@ void rb_feed_reader_up(void *ctx) {
 }
 
 void rb_feed_ops(ts_backend_ops *o) {
+  o->keys_changed = keys_changed;
   o->feed_resume = feed_resume;
   o->feed_read = feed_read;
   o->cursor_format = cursor_format;

@@ -395,6 +395,13 @@ redis.register_function('ts_user_revoke', function(keys, args)
 end)
 
 -- KEYS: id, last, trimmed. ARGV: a new random store id. Returns {store id, last, trimmed}.
+-- A sidecar changed its key set (keys.rotate): an entry of kind K on the feed, which each
+-- sidecar's reader acts on (it reloads its key directory) and which replays skip.
+-- KEYS: stream, last, trimmed. ARGV: keys_version, now, minid. Returns {0, stream id}.
+redis.register_function('ts_keys_changed', function(keys, args)
+  return {OK, announce(keys, 'K', args[1], num(args[2]), 0, args[3])}
+end)
+
 redis.register_function('ts_feed_head', function(keys, args)
   redis.call('SET', keys[1], args[1], 'NX')
   return {redis.call('GET', keys[1]), redis.call('GET', keys[2]) or '0-0',
