@@ -293,9 +293,75 @@ static void no_secret_in_any_log_line(void) {
   td_cleanup(&d);
 }
 
+/* ---- no secret left in freed memory ------------------------------------------------------ */
+
+/* Tells the shim (tests/lib/freed_secrets.c) which secret to look for: a length byte, then it. */
+static void set_secret(const char *file, const char *secret) {
+  unsigned char buf[256] = {0};
+  size_t n = strlen(secret);
+  TT_ASSERT(n < sizeof(buf));
+  buf[0] = (unsigned char)n;
+  memcpy(buf + 1, secret, n);
+  int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  TT_ASSERT(fd >= 0);
+  TT_EQ_INT(pwrite(fd, buf, sizeof(buf), 0), (int)sizeof(buf));
+  close(fd);
+}
+
+/* Buffers that held a sid or a token are wiped before they are freed (SECURITY.md): with every
+ * free of the daemon searched for the secret in use (an LD_PRELOAD shim), requests that carry
+ * it over many connections, and the daemon's shutdown, leave no freed block holding it. */
+static void freed_memory_holds_no_secret(void) {
+  if (getenv("TT_SANITIZED") || getenv("TT_VALGRIND"))
+    tt_skip("the shim needs glibc's allocator, which sanitizers and valgrind replace");
+  td_daemon d;
+  td_init(&d);
+  char file[256], report[256];
+  snprintf(file, sizeof(file), "%s/secret", d.dir);
+  snprintf(report, sizeof(report), "%s/freed-secrets", d.dir);
+  set_secret(file, ""); /* the shim maps the file when the daemon starts: none yet */
+  TT_ASSERT(setenv("LD_PRELOAD", TT_FREED_SECRETS, 1) == 0); /* for the daemon only */
+  TT_ASSERT(setenv("TT_SECRET_FILE", file, 1) == 0);
+  TT_ASSERT(setenv("TT_SECRET_REPORT", report, 1) == 0);
+  td_launch(&d, NULL);
+  TT_ASSERT(unsetenv("LD_PRELOAD") == 0);
+  tessera_client *c = tc_client(&d);
+  json_t *s = tc_call_ok(c, "session.create", json_pack("{s:s}", "sub", "wendy"));
+  const char *sid = tc_str(s, "sid");
+  set_secret(file, sid);
+  for (int i = 0; i < 50; i++) {
+    tessera_client *x = tc_client(&d); /* a connection's buffers are freed when it closes */
+    tc_expect_valid(x, sid);
+    tessera_close(x);
+  }
+  json_t *r = tc_call_ok(c, "session.rotate", json_pack("{s:s}", "sid", sid));
+  const char *sid2 = tc_str(r, "sid");
+  set_secret(file, sid2);
+  tc_expect_valid(c, sid2);
+  TT_EQ_INT(tc_revoke_n(c, "sid", sid2), 1);
+  json_t *t = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "wendy"));
+  const char *sig = strrchr(tc_str(t, "token"), '.') + 1;
+  set_secret(file, sig);
+  for (int i = 0; i < 50; i++) {
+    tessera_client *x = tc_client(&d);
+    TT_EQ_STR(tc_verify_code(x, tc_str(t, "token"), NULL, true), "");
+    tessera_close(x);
+  }
+  TT_EQ_INT(tc_revoke_token(c, tc_str(t, "token")), 1);
+  json_decref(t), json_decref(r), json_decref(s);
+  tessera_close(c);
+  tc_stop_ok(&d); /* and what the daemon frees at exit */
+  size_t len = 0;
+  char *found = access(report, F_OK) == 0 ? td_read_file(report, &len) : NULL;
+  TT_ASSERT_MSG(len == 0, "freed memory held a secret:\n%s", found ? found : "");
+  free(found);
+  td_cleanup(&d);
+}
+
 static const tt_case cases[] = {
     TT_CASE(admin_methods_need_an_admin_uid),
     TT_CASE(open_private_key_refuses_start),
     TT_CASE(no_secret_in_any_log_line),
+    TT_CASE(freed_memory_holds_no_secret),
 };
 TT_MAIN(cases)
