@@ -64,15 +64,18 @@ struct rb_cache {
   uv_timer_t heartbeat;
   unsigned open_handles;
   uint64_t hits, misses, invalidated, flushes;
-  size_t entries;
+  size_t entries;        /* slots holding a record */
+  size_t busy;           /* slots not empty (records and fills): a flush of none is free */
 };
 
 static void slot_clear(rb_cache *k, rc_slot *s) {
+  if (s->state == SLOT_EMPTY) return;
   if (s->state == SLOT_FULL) {
     sodium_memzero(s->rec, s->len);
     free(s->rec);
     k->entries--;
   }
+  k->busy--;
   s->state = SLOT_EMPTY;
   s->rec = NULL;
   s->len = 0;
@@ -85,8 +88,8 @@ static rc_slot *slot_of(rb_cache *k, const uint8_t hash[TS_HASH_BYTES]) {
 }
 
 static void flush_all(rb_cache *k) {
-  for (size_t i = 0; i <= k->mask; i++)
-    if (k->slots[i].state != SLOT_EMPTY) slot_clear(k, &k->slots[i]);
+  /* Walking untouched slots would fault in the whole table: skip an empty cache. */
+  for (size_t i = 0; k->busy > 0 && i <= k->mask; i++) slot_clear(k, &k->slots[i]);
   k->flushes++;
 }
 
@@ -286,6 +289,7 @@ uint32_t rb_cache_filling(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
   slot_clear(k, s);
   memcpy(s->hash, hash, TS_HASH_BYTES);
   s->state = SLOT_FILLING;
+  k->busy++;
   if (++k->next_ticket == 0) k->next_ticket = 1;
   s->ticket = k->next_ticket;
   return s->ticket;
@@ -301,7 +305,7 @@ void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, co
     return; /* invalidated, flushed or taken by another session meanwhile */
   uint8_t *copy = malloc(len ? len : 1);
   if (!copy) {
-    s->state = SLOT_EMPTY;
+    slot_clear(k, s);
     return;
   }
   memcpy(copy, rec, len);
@@ -344,8 +348,7 @@ void rb_cache_close(rb *b) {
   rb_cache *k = b->cache;
   if (!k) return;
   k->subscribed = false;
-  for (size_t i = 0; i <= k->mask; i++)
-    if (k->slots[i].state != SLOT_EMPTY) slot_clear(k, &k->slots[i]);
+  flush_all(k);
   k->open_handles = 3;
   k->conn.on_closed = on_cache_part_closed;
   rb_conn_close(&k->conn);
