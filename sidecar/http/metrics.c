@@ -145,6 +145,21 @@ void ts_http_metrics(ts_hconn *c) {
       (double)stat_of(&l, "store_commits"));
   one(&b, "tessera_store_failed_commits_total", "counter", "Store commits that failed.",
       (double)stat_of(&l, "store_failed_commits"));
+  one(&b, "tessera_store_up", "gauge", "1 while the store answers (Redis reachable).",
+      (double)stat_of(&l, "store_up"));
+  if (strcmp(s->domain->backend->ops->name, "redis") == 0) {
+    one(&b, "tessera_redis_timeouts_total", "counter", "Redis requests past their deadline.",
+        (double)stat_of(&l, "redis_timeouts"));
+    one(&b, "tessera_redis_reconnects_total", "counter", "Redis connections made again.",
+        (double)stat_of(&l, "redis_reconnects"));
+    one(&b, "tessera_redis_cache_hits_total", "counter",
+        "Validates answered from the session cache.", (double)stat_of(&l, "redis_cache_hits"));
+    one(&b, "tessera_redis_cache_misses_total", "counter",
+        "Validates the session cache could not answer (a GET to Redis).",
+        (double)stat_of(&l, "redis_cache_misses"));
+    one(&b, "tessera_redis_cache_entries", "gauge", "Sessions held by the session cache.",
+        (double)stat_of(&l, "redis_cache_entries"));
+  }
 
   family(&b, "tessera_connections", "gauge", "Open connections, by door.");
   ts_hbuf_printf(&b, "tessera_connections{door=\"socket\"} %u\n", s->n_conns);

@@ -290,10 +290,13 @@ static void metrics_parse_and_move(void) {
       "tessera_forward_auth_total{result=\"allow\"}", "tessera_sessions",
       "tessera_refresh_reuse_detected_total", "tessera_revocations_total{kind=\"session\"}",
       "tessera_store_bytes", "tessera_store_commits_total", "tessera_connections{door=\"http\"}",
+      "tessera_store_up",
       "tessera_signing_key_age_seconds", "process_cpu_seconds_total",
       "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"};
   for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
     TT_ASSERT_MSG(hc_prom_value(m0, must[i]) >= 0, "missing %s", must[i]);
+  TT_ASSERT(hc_prom_value(m0, "tessera_store_up") == 1);
+  TT_ASSERT(hc_prom_value(m0, "tessera_redis_cache_hits_total") < 0); /* LMDB: none */
   TT_ASSERT(strstr(m0, "ann") == NULL);
   json_t *s = create(c, "ann", NULL);
   hc_resp r;

@@ -10,6 +10,7 @@
  * A real redis-server (tests/lib/redis.h, appendfsync always). Every wait is for a condition
  * with a deadline. */
 #include "calls.h"
+#include "hc.h"
 #include "daemon.h"
 #include "redis.h"
 #include "tt.h"
@@ -176,11 +177,27 @@ static void sidecar_killed_under_load_loses_nothing_acknowledged(void) {
   tr_cleanup(&r);
 }
 
+/* The value of series on d's /metrics (-1 when absent). */
+static double metric(int port, const char *series) {
+  hc_resp *res = malloc(sizeof(*res));
+  TT_ASSERT(res != NULL);
+  hc_get(port, "/metrics", NULL, res);
+  TT_EQ_INT(res->status, 200);
+  char *text = strndup(res->body, res->body_len);
+  free(res);
+  double v = hc_prom_value(text, series);
+  free(text);
+  return v;
+}
+
 static void redis_paused_answers_unavailable_within_the_deadline(void) {
   tr_redis r;
   tr_start(&r, NULL);
   td_daemon d;
-  const char *extra[] = {"--store", r.url, "--redis-timeout", "200", NULL};
+  char listen[64];
+  int port = hc_free_port();
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  const char *extra[] = {"--store", r.url, "--redis-timeout", "200", "--http-listen", listen, NULL};
   td_start(&d, extra);
   tessera_client *c = tc_client(&d);
   json_t *s = tc_create_sub(c, "gus");
@@ -194,6 +211,9 @@ static void redis_paused_answers_unavailable_within_the_deadline(void) {
   long long hits = tc_stat(c, "redis_cache_hits");
   tc_expect_valid(c, tc_str(cached, "sid"));
   TT_EQ_INT(tc_stat(c, "redis_cache_hits"), hits + 1);
+  TT_ASSERT(metric(port, "tessera_redis_cache_hits_total") == (double)(hits + 1));
+  TT_ASSERT(metric(port, "tessera_redis_cache_entries") >= 1);
+  TT_ASSERT(metric(port, "tessera_store_up") == 1);
   tr_pause(&r);
   long long paused_at = tc_mono_ms();
   const char *code;
@@ -218,6 +238,8 @@ static void redis_paused_answers_unavailable_within_the_deadline(void) {
   TT_EQ_STR(tc_verify_code(c, tok, NULL, true), "unavailable");
   TT_ASSERT(tc_stat(c, "redis_timeouts") >= 1);
   TT_EQ_INT(tc_stat(c, "store_up"), 0);
+  TT_ASSERT(metric(port, "tessera_store_up") == 0);
+  TT_ASSERT(metric(port, "tessera_redis_timeouts_total") >= 1);
   tr_resume(&r);
   long long end = tc_mono_ms() + 10000;
   json_t *out = NULL;
