@@ -109,6 +109,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   rb_req *q = privdata;
   rb_conn *c = q->c;
   unlink_req(c, q);
+  /* Nothing owed any more: the deadline timer must not hold the loop (shutdown waits for it;
+   * the cache's heartbeat would otherwise re-arm it forever). */
+  if (!c->head && !c->drop_wanted) uv_timer_stop(&c->deadline);
   redisReply *r = reply;
   if (r && r->type == REDIS_REPLY_ERROR) {
     c->counters->errors++;
