@@ -6,8 +6,8 @@
  *   token_ops.c     families, the revocation list, consume, user.revoke
  * Reads run at once on the loop thread (their done callback runs before the call returns); the
  * hot ones share the loop's snapshot (ts_store_snapshot), ended before the loop sleeps and
- * before write completions are delivered. Writes are ts_write operations: apply on the writer thread inside the
- * group commit, done on the loop thread after the commit returned. A write that appended feed
+ * before write completions are delivered. Writes are ts_write operations: apply on the writer
+ * thread inside the group commit, done on the loop thread after the commit returned. A write that appended feed
  * entries tells the backend's on_published once durable.
  *
  * Ownership: the lmdb_backend owns the store, the writer and the sweeper; close stops the
