@@ -113,7 +113,10 @@ redis.register_function('ts_session_create', function(keys, args)
 end)
 
 -- KEYS: s. ARGV: at, hashhex. Slides last_seen_at forward; never back.
-redis.register_function('ts_session_touch', function(keys, args)
+-- allow-oom (as the two revokes below): it rewrites a record of the same size, and they only
+-- delete, so a full store (maxmemory, noeviction) still validates sessions and logs users out.
+redis.register_function{function_name = 'ts_session_touch', flags = {'allow-oom'},
+  callback = function(keys, args)
   local r = get_session(keys[1])
   local at = num(args[1])
   if not r or at <= r[4] then return {NOTFOUND} end
@@ -121,7 +124,7 @@ redis.register_function('ts_session_touch', function(keys, args)
   redis.call('SET', keys[1], cmsgpack.pack(r), 'PXAT', ms(idle_exp(r)))
   redis.call('ZADD', ALL, 'XX', idle_exp(r), args[2])
   return {OK}
-end)
+end}
 
 -- KEYS: s (old), s (new). ARGV: new hashhex, now, old hashhex. Returns {0, moved record}.
 redis.register_function('ts_session_rotate', function(keys, args)
@@ -139,7 +142,8 @@ redis.register_function('ts_session_rotate', function(keys, args)
 end)
 
 -- KEYS: s or h. ARGV: 'hash' | 'handle', hashhex | '', now. Returns {0, 1 if it was alive}.
-redis.register_function('ts_session_revoke', function(keys, args)
+redis.register_function{function_name = 'ts_session_revoke', flags = {'allow-oom'},
+  callback = function(keys, args)
   local hashhex = args[2]
   if args[1] == 'handle' then
     hashhex = redis.call('GET', keys[1])
@@ -150,7 +154,7 @@ redis.register_function('ts_session_revoke', function(keys, args)
   del_session(hashhex, r)
   if num(args[3]) < idle_exp(r) then return counted({OK, 1}, num(args[3])) end
   return counted({OK, 0}, num(args[3]))
-end)
+end}
 
 -- Deletes every session of the index sl but except; returns how many were alive.
 local function revoke_sessions(sl, sx, except, now)
@@ -173,9 +177,10 @@ local function revoke_sessions(sl, sx, except, now)
 end
 
 -- KEYS: sl, sx. ARGV: now, except handle hex or ''. Returns {0, alive ones deleted}.
-redis.register_function('ts_session_revoke_all', function(keys, args)
+redis.register_function{function_name = 'ts_session_revoke_all', flags = {'allow-oom'},
+  callback = function(keys, args)
   return counted({OK, revoke_sessions(keys[1], keys[2], args[2], num(args[1]))}, num(args[1]))
-end)
+end}
 
 -- KEYS: sl. ARGV: now, after handle hex or '', limit, scan extra.
 -- Returns {0, more, last handle hex, record...}: at most limit live sessions after `after`,
@@ -394,7 +399,6 @@ redis.register_function('ts_user_revoke', function(keys, args)
   return counted({OK, sessions, families, string.format('%.0f', at), sid}, at)
 end)
 
--- KEYS: id, last, trimmed. ARGV: a new random store id. Returns {store id, last, trimmed}.
 -- A sidecar changed its key set (keys.rotate): an entry of kind K on the feed, which each
 -- sidecar's reader acts on (it reloads its key directory) and which replays skip.
 -- KEYS: stream, last, trimmed. ARGV: keys_version, now, minid. Returns {0, stream id}.
@@ -402,8 +406,12 @@ redis.register_function('ts_keys_changed', function(keys, args)
   return {OK, announce(keys, 'K', args[1], num(args[2]), 0, args[3])}
 end)
 
-redis.register_function('ts_feed_head', function(keys, args)
+-- KEYS: id, last, trimmed. ARGV: a new random store id. Returns {store id, last, trimmed}.
+-- allow-oom: a subscriber must be able to (re)subscribe on a full store; the only write is the
+-- 8-byte id, once in the store's life.
+redis.register_function{function_name = 'ts_feed_head', flags = {'allow-oom'},
+  callback = function(keys, args)
   redis.call('SET', keys[1], args[1], 'NX')
   return {redis.call('GET', keys[1]), redis.call('GET', keys[2]) or '0-0',
           redis.call('GET', keys[3]) or '0'}
-end)
+end}
