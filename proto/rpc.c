@@ -99,12 +99,6 @@ int ts_rpc_decode_reply(const msgpack_object *o, ts_rpc_msg *m) {
   return TS_EENVELOPE;
 }
 
-int ts_pack_cstr(msgpack_packer *pk, const char *s) {
-  size_t n = strlen(s);
-  if (msgpack_pack_str(pk, n) != 0) return TS_ENOMEM;
-  return msgpack_pack_str_body(pk, s, n) == 0 ? 0 : TS_ENOMEM;
-}
-
 int ts_rpc_pack_request_head(msgpack_packer *pk, uint32_t msgid, const char *method) {
   if (msgpack_pack_array(pk, 4) || msgpack_pack_uint8(pk, TS_RPC_REQUEST) ||
       msgpack_pack_uint32(pk, msgid))

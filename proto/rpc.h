@@ -9,6 +9,9 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "error.h"
 
 enum ts_rpc_kind {
   TS_RPC_REQUEST = 0,
@@ -56,8 +59,23 @@ int ts_rpc_pack_error(msgpack_packer *pk, const char *code, const char *message)
 /* Packs a notification head [2, method, ...]; the caller packs the args array next. */
 int ts_rpc_pack_notification_head(msgpack_packer *pk, const char *method);
 
-/* Packs a NUL-terminated string. */
-int ts_pack_cstr(msgpack_packer *pk, const char *s);
+/* Packs a string of n bytes. One write of head and body when it is short (a fixstr): replies
+ * are mostly short keys and values, and each write is a call through the packer. */
+static inline int ts_pack_str(msgpack_packer *pk, const char *s, size_t n) {
+  if (n < 32) {
+    char b[32];
+    b[0] = (char)(0xa0 | n);
+    memcpy(b + 1, s, n);
+    return pk->callback(pk->data, b, n + 1) == 0 ? 0 : TS_ENOMEM;
+  }
+  return msgpack_pack_str(pk, n) == 0 && msgpack_pack_str_body(pk, s, n) == 0 ? 0 : TS_ENOMEM;
+}
+
+/* Packs a NUL-terminated string. Inline: for the literal keys of a reply the length is a
+ * constant, not a strlen per key. */
+static inline int ts_pack_cstr(msgpack_packer *pk, const char *s) {
+  return ts_pack_str(pk, s, strlen(s));
+}
 
 /* True when o is a str equal to the NUL-terminated s. */
 bool ts_mp_str_eq(const msgpack_object *o, const char *s);

@@ -5,6 +5,7 @@
  * ua and the data map, in the host's byte order. */
 #include "session.h"
 
+#include "b64url.h"
 #include "error.h"
 
 #include <msgpack.h>
@@ -14,6 +15,9 @@
 #include <string.h>
 
 #define REC_VERSION 1u
+
+_Static_assert(TS_SID_CHARS == TS_B64URL_CHARS(TS_SID_BYTES), "sid characters");
+_Static_assert(TS_HANDLE_CHARS == TS_B64URL_CHARS(TS_HANDLE_BYTES), "handle characters");
 
 typedef struct rec_head {
   uint32_t version;
@@ -35,35 +39,13 @@ void ts_session_hash(const uint8_t sid[TS_SID_BYTES], uint8_t hash[TS_HASH_BYTES
   crypto_generichash(hash, TS_HASH_BYTES, sid, TS_SID_BYTES, NULL, 0);
 }
 
-/* The value of one base64url character (the caller already decoded it, so it is valid). */
-static unsigned b64url_value(char ch) {
-  if (ch >= 'A' && ch <= 'Z') return (unsigned)(ch - 'A');
-  if (ch >= 'a' && ch <= 'z') return (unsigned)(ch - 'a' + 26);
-  if (ch >= '0' && ch <= '9') return (unsigned)(ch - '0' + 52);
-  return ch == '-' ? 62u : 63u;
-}
-
-/* Strict base64url of exactly `bytes` bytes in `chars` characters, canonical only: the bits of
- * the last character past the data must be zero (else several strings name one value). */
-static bool b64url_decode_exact(const char *s, size_t len, uint8_t *out, size_t bytes,
-                                size_t chars) {
-  size_t n = 0;
-  const char *end = NULL;
-  if (len != chars ||
-      sodium_base642bin(out, bytes, s, len, NULL, &n, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      n != bytes || end != s + len)
-    return false;
-  unsigned spare = (unsigned)(chars * 6 - bytes * 8); /* 2 for a sid, 4 for a handle */
-  return (b64url_value(s[len - 1]) & ((1u << spare) - 1)) == 0;
-}
-
+/* Strict, canonical base64url of the exact length (proto/b64url.h): one spelling per value. */
 bool ts_session_sid_decode(const char *s, size_t len, uint8_t sid[TS_SID_BYTES]) {
-  return b64url_decode_exact(s, len, sid, TS_SID_BYTES, TS_SID_CHARS);
+  return ts_b64url_decode_exact(sid, TS_SID_BYTES, s, len);
 }
 
 bool ts_session_handle_decode(const char *s, size_t len, uint8_t handle[TS_HANDLE_BYTES]) {
-  return b64url_decode_exact(s, len, handle, TS_HANDLE_BYTES, TS_HANDLE_CHARS);
+  return ts_b64url_decode_exact(handle, TS_HANDLE_BYTES, s, len);
 }
 
 uint8_t *ts_session_encode(const ts_session_rec *r, size_t *len) {

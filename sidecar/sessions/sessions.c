@@ -37,7 +37,7 @@ static void b64(char *out, size_t cap, const uint8_t *bin, size_t n) {
 
 static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v, size_t n) {
   ts_pack_cstr(pk, k);
-  msgpack_pack_str_with_body(pk, v, n);
+  ts_pack_str(pk, v, n);
 }
 
 static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v) {
@@ -154,9 +154,8 @@ static bool ua_differs(const char *a, size_t al, const ts_param_value *b) {
   return al > 0 && (!b->present || al != b->len || memcmp(a, b->str, al) != 0);
 }
 
-static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t idle_expires_at,
-                           bool ip_changed, bool ua_changed) {
-  int64_t now = (int64_t)time(NULL);
+static void pack_validated(ts_req *r, const ts_session_rec *rec, int64_t now,
+                           int64_t idle_expires_at, bool ip_changed, bool ua_changed) {
   char handle_s[TS_HANDLE_CHARS + 1];
   b64(handle_s, sizeof(handle_s), rec->handle, TS_HANDLE_BYTES);
   msgpack_packer *pk = ts_req_result(r);
@@ -252,7 +251,7 @@ static void on_validated(void *ctx, int status, const ts_session_rec *rec) {
     slid.last_seen_at = vc->now;
     idle_expires_at = ts_session_idle_expires_at(&slid);
   }
-  pack_validated(r, rec, idle_expires_at, ip_changed, ua_changed);
+  pack_validated(r, rec, vc->now, idle_expires_at, ip_changed, ua_changed);
   if (touch) b->ops->session_touch(b, vc->hash, vc->now);
   validate_ctx_put(vc);
 }
