@@ -29,7 +29,8 @@ void td_init(td_daemon *d);
 void td_launch(td_daemon *d, const char *const *extra);
 /* td_init + td_launch. */
 void td_start(td_daemon *d, const char *const *extra);
-/* SIGTERM and wait; returns the wait status. */
+/* SIGTERM and wait (failing the test if it has not exited within 30 s, 120 s under valgrind);
+ * returns the wait status. */
 int td_stop(td_daemon *d);
 /* SIGKILL and wait. */
 void td_kill9(td_daemon *d);
