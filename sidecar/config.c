@@ -41,8 +41,9 @@ static const option_row options[] = {
   {"data", OPT_STR, OFF(data_dir), "/var/lib/tessera", "LMDB data directory"},
   {"redis-timeout", OPT_MILLIS, OFF(redis_timeout_ms), "200ms",
    "deadline of each Redis request; past it the connection is re-established (ms, or s suffix)"},
-  {"redis-cache", OPT_COUNT0, OFF(redis_cache), "64K",
-   "sessions the Redis store keeps in memory, coherent by CLIENT TRACKING (0: none; up to 16M)"},
+  {"session-cache", OPT_COUNT0, OFF(session_cache), "64K",
+   "sessions kept in memory for validate, coherent with the store (LMDB: this daemon's own "
+   "writes; Redis: CLIENT TRACKING) (0: none; up to 16M)"},
   {"redis-password-file", OPT_STR0, OFF(redis_password_file), "",
    "file holding the Redis password (also TESSERA_REDIS_PASSWORD; never logged)"},
   {"keys", OPT_STR, OFF(keys_dir), "/var/lib/tessera/keys", "directory of Ed25519 JWK key files"},

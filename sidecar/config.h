@@ -39,7 +39,7 @@ typedef struct ts_config {
   /* store */
   char *store;    /* "lmdb" or a Redis URL (store/backend.c) */
   int64_t redis_timeout_ms;
-  unsigned redis_cache;      /* session cache slots (0: none) */
+  unsigned session_cache;    /* session cache slots (0: none) */
   char *redis_password_file; /* "": none */
   size_t max_store_bytes;
   int durability; /* TS_DURABILITY_* */

@@ -159,6 +159,14 @@ void ts_http_metrics(ts_hconn *c) {
         (double)stat_of(&l, "redis_cache_misses"));
     one(&b, "tessera_redis_cache_entries", "gauge", "Sessions held by the session cache.",
         (double)stat_of(&l, "redis_cache_entries"));
+  } else {
+    one(&b, "tessera_session_cache_hits_total", "counter",
+        "Validates answered from the session cache.", (double)stat_of(&l, "session_cache_hits"));
+    one(&b, "tessera_session_cache_misses_total", "counter",
+        "Validates the session cache could not answer (a store lookup).",
+        (double)stat_of(&l, "session_cache_misses"));
+    one(&b, "tessera_session_cache_entries", "gauge", "Sessions held by the session cache.",
+        (double)stat_of(&l, "session_cache_entries"));
   }
 
   family(&b, "tessera_connections", "gauge", "Open connections, by door.");

@@ -297,6 +297,7 @@ static void metrics_parse_and_move(void) {
     TT_ASSERT_MSG(hc_prom_value(m0, must[i]) >= 0, "missing %s", must[i]);
   TT_ASSERT(hc_prom_value(m0, "tessera_store_up") == 1);
   TT_ASSERT(hc_prom_value(m0, "tessera_redis_cache_hits_total") < 0); /* LMDB: none */
+  TT_ASSERT(hc_prom_value(m0, "tessera_session_cache_hits_total") >= 0);
   TT_ASSERT(strstr(m0, "ann") == NULL);
   json_t *s = create(c, "ann", NULL);
   hc_resp r;
@@ -323,6 +324,9 @@ static void metrics_parse_and_move(void) {
   TT_EQ_INT(MOVED("tessera_revocations_total{kind=\"session\"}"), 1);
   TT_EQ_INT(MOVED("tessera_request_duration_seconds_count{method=\"session.validate\"}"), 2);
   TT_ASSERT(MOVED("tessera_store_commits_total") >= 2);
+  /* the two allowed forward-auths: a store lookup that filled the cache, then a hit */
+  TT_EQ_INT(MOVED("tessera_session_cache_misses_total"), 1);
+  TT_EQ_INT(MOVED("tessera_session_cache_hits_total"), 1);
   TT_ASSERT(strstr(m1, "ann") == NULL); /* no per-user label */
   TT_ASSERT(strstr(m1, tc_str(s, "sid")) == NULL);
   TT_EQ_INT(MOVED("tessera_refresh_reuse_detected_total"), 1);

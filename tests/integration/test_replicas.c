@@ -4,7 +4,7 @@
  * refreshes of one token spread over A, B and C advance the family exactly once (the grace
  * rule across sidecars); a subscriber on B hears a revocation made on A within a second; a
  * subscriber on B that was away while A revoked catches up from its cursor. Each sidecar's
- * session cache (--redis-cache) stays coherent: a session cached on A is refused by A right
+ * session cache (--session-cache) stays coherent: a session cached on A is refused by A right
  * after B or C revoked or rotated it, and after Redis was emptied.
  *
  * The three share the Redis (a real redis-server on a temp Unix socket, tests/lib/redis.h)
@@ -142,7 +142,7 @@ static void keys_rotated_on_a_are_reloaded_by_b(void) {
   trio_stop(&t);
 }
 
-/* ---- the session cache (--redis-cache, CLIENT TRACKING) ------------------------------------ */
+/* ---- the session cache (--session-cache, CLIENT TRACKING) ------------------------------------ */
 
 /* Waits (bounded) until d's session cache is trusted: tracking on, invalidations flowing. */
 static void await_cache(tessera_client *c) {
@@ -215,12 +215,12 @@ static void flushall_empties_the_caches(void) {
   trio_stop(&t);
 }
 
-/* --redis-cache 0: no cache, every validate asks Redis (and still works). */
+/* --session-cache 0: no cache, every validate asks Redis (and still works). */
 static void no_cache_when_turned_off(void) {
   tr_redis redis;
   tr_start(&redis, NULL);
   td_daemon d;
-  td_start(&d, (const char *[]){"--store", redis.url, "--redis-cache", "0", NULL});
+  td_start(&d, (const char *[]){"--store", redis.url, "--session-cache", "0", NULL});
   tessera_client *c = tc_client(&d);
   json_t *s = tc_create_sub(c, "plain");
   for (int i = 0; i < 3; i++) tc_expect_valid(c, tc_str(s, "sid"));

@@ -641,6 +641,33 @@ static void client_waits_are_bounded(void) {
   rmdir(dir);
 }
 
+/* One daemon per data directory: a second one on the same --data (another socket) refuses to
+ * start and says why; once the first is killed (-9: the kernel drops its lock), the data
+ * directory serves again with what was written. */
+static void second_daemon_on_one_data_dir_refused(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  json_t *s = tc_create_sub(c, "lock");
+  tessera_close(c);
+  td_daemon other;
+  td_init(&other);
+  snprintf(other.data, sizeof(other.data), "%s", d.data);
+  int st = td_launch_refused(&other);
+  TT_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+  char *log = td_read_log(&other);
+  TT_ASSERT_MSG(strstr(log, "another tesserad uses this data directory") != NULL, "log: %s", log);
+  free(log);
+  td_kill9(&d);
+  td_launch(&other, NULL);
+  c = tc_client(&other);
+  tc_expect_valid(c, tc_str(s, "sid"));
+  tessera_close(c);
+  json_decref(s);
+  tc_stop_clean(&other);
+  td_cleanup(&d);
+}
+
 static const tt_case cases[] = {
     TT_CASE(ping_answers),
     TT_CASE(errors_are_named),
@@ -658,6 +685,7 @@ static const tt_case cases[] = {
     TT_CASE(connection_cap_sheds_new_connections),
     TT_CASE(sigterm_under_load_answers_what_was_read),
     TT_CASE(stale_socket_is_replaced_but_not_a_file),
+    TT_CASE(second_daemon_on_one_data_dir_refused),
     TT_CASE(cli_ping_stats_and_call),
     TT_CASE(client_waits_are_bounded),
 };

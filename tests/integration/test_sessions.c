@@ -1,7 +1,8 @@
 /* tests/integration/test_sessions.c: single sessions against the real daemon (PROTOCOL.md
  * "sessions", "Limits", "Errors", "Conventions"): reply shapes, params checking, validation
  * and anomalies (bind policy), expiry enforced before any sweep, idle sliding, rotation,
- * revocation by sid and by handle across connections, durability across SIGTERM and kill -9.
+ * revocation by sid and by handle across connections, the session cache dropping every
+ * revoked session, durability across SIGTERM and kill -9.
  * Listing, revoke_all, the sweeper, bulk and the store cap: test_session_list.c; the CLI:
  * test_cli.c.
  *
@@ -773,6 +774,77 @@ static void revoke_by_sid_and_by_handle(void) {
   tc_stop_clean(&d);
 }
 
+/* ---- the session cache (--session-cache) -------------------------------------------------- */
+
+/* Each revocation path kills a session that validate has just answered from the cache: the
+ * first validate fills it, the second is a hit (the hit counter moves), and the validate after
+ * the revocation's reply is refused. Rounds with the paths interleaved, sessions of one sub
+ * and of several, so a forget that misses a slot or a flush that comes late shows. */
+static void cached_sessions_die_with_every_revocation(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *a = tc_client(&d), *b = tc_client(&d);
+  const char *hits = tr_env_redis() ? "redis_cache_hits" : "session_cache_hits";
+  enum { BY_SID, BY_HANDLE, REVOKE_ALL, USER_REVOKE, ROTATE, PATHS };
+  for (int round = 0; round < 40; round++) {
+    for (int path = 0; path < PATHS; path++) {
+      char sub[32];
+      snprintf(sub, sizeof(sub), "cache-%d-%d", round, path);
+      json_t *s = tc_create_sub(a, sub), *other = tc_create_sub(a, sub);
+      long long before = tc_stat(b, hits);
+      tc_expect_valid(b, tc_str(s, "sid"));
+      tc_expect_valid(b, tc_str(s, "sid"));
+      tc_expect_valid(b, tc_str(other, "sid"));
+      tc_expect_valid(b, tc_str(other, "sid"));
+      TT_ASSERT_MSG(tc_stat(b, hits) >= before + 2, "round %d path %d: validate never hit the cache",
+                    round, path);
+      json_t *r = NULL;
+      switch (path) {
+      case BY_SID: TT_EQ_INT(tc_revoke_n(a, "sid", tc_str(s, "sid")), 1); break;
+      case BY_HANDLE: TT_EQ_INT(tc_revoke_n(a, "handle", tc_str(s, "handle")), 1); break;
+      case REVOKE_ALL:
+        r = tc_call_ok(a, "session.revoke_all", json_pack("{s:s}", "sub", sub));
+        TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), 2);
+        break;
+      case USER_REVOKE:
+        r = tc_call_ok(a, "user.revoke", json_pack("{s:s}", "sub", sub));
+        break;
+      case ROTATE: {
+        r = tc_call_ok(a, "session.rotate", json_pack("{s:s}", "sid", tc_str(s, "sid")));
+        tc_expect_valid(b, tc_str(r, "sid"));
+        break;
+      }
+      }
+      tc_expect_unauthenticated(b, tc_str(s, "sid"));
+      if (path == REVOKE_ALL || path == USER_REVOKE) tc_expect_unauthenticated(b, tc_str(other, "sid"));
+      else tc_expect_valid(b, tc_str(other, "sid")); /* its neighbour in the cache lives on */
+      json_decref(r);
+      json_decref(other);
+      json_decref(s);
+    }
+  }
+  tessera_close(a);
+  tessera_close(b);
+  tc_stop_clean(&d);
+}
+
+/* --session-cache 0: no cache; validate reads the store each time and still works. */
+static void no_session_cache(void) {
+  td_daemon d;
+  td_start(&d, (const char *[]){"--session-cache", "0", NULL});
+  tessera_client *c = tc_client(&d);
+  const char *hits = tr_env_redis() ? "redis_cache_hits" : "session_cache_hits";
+  json_t *s = tc_create_sub(c, "nocache");
+  tc_expect_valid(c, tc_str(s, "sid"));
+  tc_expect_valid(c, tc_str(s, "sid"));
+  TT_EQ_INT(tc_stat(c, hits), 0);
+  TT_EQ_INT(tc_revoke_n(c, "sid", tc_str(s, "sid")), 1);
+  tc_expect_unauthenticated(c, tc_str(s, "sid"));
+  json_decref(s);
+  tessera_close(c);
+  tc_stop_clean(&d);
+}
+
 /* ---- durability ------------------------------------------------------------------------- */
 
 #define DN 200
@@ -867,6 +939,8 @@ static const tt_case cases[] = {
     TT_CASE(idle_timeout_slides_with_use),
     TT_CASE(rotate_replaces_the_sid),
     TT_CASE(revoke_by_sid_and_by_handle),
+    TT_CASE(cached_sessions_die_with_every_revocation),
+    TT_CASE(no_session_cache),
     TT_CASE(sessions_survive_sigterm_restart),
     TT_CASE(sessions_survive_kill9_after_ack),
 };

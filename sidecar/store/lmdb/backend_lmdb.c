@@ -2,15 +2,52 @@
  * dependency order, its gauges, the feed operations, and its row of operations.
  *
  * Close order matters: the writer's done callbacks reply and sign tokens, so the writer stops
- * first (every completion delivered), then the sweeper, then the store closes. */
+ * first (every completion delivered), then the sweeper, then the store closes.
+ *
+ * One daemon per data directory: an flock on <data>/tesserad.lock, held while the backend is
+ * open (the kernel drops it when the process dies, kill -9 included). LMDB itself would let
+ * two processes share the store, but the session cache (session_ops.c) is coherent only with
+ * this daemon's own writes, and two sweepers and writers would serve no one. */
 #include "lmdb_backend.h"
 
 #include "domain.h"
 #include "error.h"
 #include "feed.h"
 #include "log.h"
+#include "record_cache.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+void lmdb_cache_flush(lmdb_backend *lb) { ts_rcache_flush(lb->cache); }
+
+/* Takes <dir>/tesserad.lock; TS_ECONFIG (logged) when another process holds it. */
+static int lock_data_dir(lmdb_backend *lb, const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/tesserad.lock", dir);
+  lb->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lb->lock_fd < 0) {
+    ts_log(TS_LOG_ERROR, "cannot open the data directory's lock", "{s:s, s:s}", "path", path,
+           "error", strerror(errno));
+    return TS_ECONFIG;
+  }
+  if (flock(lb->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ts_log(TS_LOG_ERROR,
+           e == EWOULDBLOCK ? "another tesserad uses this data directory"
+                            : "cannot lock the data directory",
+           "{s:s, s:s}", "data", dir, "error", strerror(e));
+    close(lb->lock_fd);
+    lb->lock_fd = -1;
+    return TS_ECONFIG;
+  }
+  return 0;
+}
 
 void lmdb_published(lmdb_backend *lb, uint64_t last) {
   if (last && lb->base.on_published)
@@ -84,6 +121,12 @@ static void stats(ts_backend *b, ts_stat_list *l) {
   ts_stat_add(l, "sweeps", ss.sweeps);
   ts_stat_add(l, "store_readers_cleared", ss.readers_cleared);
   ts_stat_add(l, "store_up", 1);
+  ts_rcache_counts n;
+  ts_rcache_counts_get(lb->cache, &n);
+  ts_stat_add(l, "session_cache_entries", n.entries);
+  ts_stat_add(l, "session_cache_hits", n.hits);
+  ts_stat_add(l, "session_cache_misses", n.misses);
+  ts_stat_add(l, "session_cache_flushes", n.flushes);
 }
 
 static bool ready(ts_backend *b) {
@@ -101,6 +144,8 @@ static void close_lmdb(ts_backend *b) {
   if (lb->writer) ts_writer_stop(lb->writer); /* every owed completion runs */
   if (lb->sweeper) ts_sweeper_stop(lb->sweeper);
   ts_store_close(lb->store);
+  ts_rcache_close(lb->cache);
+  if (lb->lock_fd >= 0) close(lb->lock_fd); /* releases the flock */
   free(lb);
 }
 
@@ -134,6 +179,7 @@ int ts_backend_lmdb_open(ts_backend **out, const ts_config *cfg, void *uv_loop) 
   if (!lb) return TS_ENOMEM;
   lb->base.ops = &lmdb_ops;
   lb->cfg = cfg;
+  lb->lock_fd = -1;
   char why[512] = "";
   ts_store_options so = {cfg->data_dir, cfg->max_store_bytes,
                          cfg->durability == TS_DURABILITY_RELAXED};
@@ -142,6 +188,16 @@ int ts_backend_lmdb_open(ts_backend **out, const ts_config *cfg, void *uv_loop) 
     ts_log(TS_LOG_ERROR, "cannot open the store", "{s:s}", "error", why);
     free(lb);
     return rc;
+  }
+  if ((rc = lock_data_dir(lb, cfg->data_dir)) != 0) {
+    close_lmdb(&lb->base);
+    return rc;
+  }
+  bool oom;
+  lb->cache = ts_rcache_open(cfg->session_cache, &oom);
+  if (oom) {
+    close_lmdb(&lb->base);
+    return TS_ENOMEM;
   }
   if ((rc = ts_feed_open(lb->store, &lb->store_id)) != 0) {
     ts_log(TS_LOG_ERROR, "cannot open the revocation feed", "{s:s}", "error", ts_strerror(rc));

@@ -30,9 +30,14 @@ typedef struct lmdb_backend {
   ts_sweeper *sweeper;
   uint64_t store_id; /* names this store in cursors (feed.h) */
   uv_prepare_t *turn; /* ends the loop's read snapshot before the loop sleeps */
+  struct ts_rcache *cache; /* --session-cache (NULL: none); loop thread only (session_ops.c) */
+  int lock_fd;        /* flock'ed: one daemon per data directory */
 } lmdb_backend;
 
 static inline lmdb_backend *lmdb_of(ts_backend *b) { return (lmdb_backend *)b; }
+
+/* Empties the session cache (a write removed sessions it cannot name). */
+void lmdb_cache_flush(lmdb_backend *lb);
 
 /* Entries up to seq last are durable: tells the backend's listener (0: none written). */
 void lmdb_published(lmdb_backend *lb, uint64_t last);

@@ -3,10 +3,22 @@
  * get and list read at once in a read transaction on the loop thread; they never wait for
  * the writer. create, rotate, revoke, revoke_all and touch are ts_write operations: apply on
  * the writer thread inside the group commit, done on the loop thread after the commit. The
- * four tables a session lives in are session_store.c's. */
+ * four tables a session lives in are session_store.c's.
+ *
+ * The session cache (--session-cache, store/record_cache.h): get answers from it before the
+ * B-tree (with a million sessions stored, a lookup there is several cache misses), and fills
+ * it with what the snapshot held. Only this daemon writes its store (the data directory is
+ * locked), so it stays coherent by forgetting: every write that changes or removes a session
+ * forgets it (touch, rotate, revoke by sid or handle: the writer names the hash) or flushes
+ * the cache (revoke_all, user_revoke: lmdb_cache_flush) in its done, on the loop thread,
+ * before the caller hears of it. A get between the submit and the done may fill the old
+ * record again: it is what the snapshot still shows until the commit, and the done forgets it.
+ * After the done, reads renew the snapshot (deliver_done ended it), so no fill brings the old
+ * record back. The sweeper deletes only sessions already expired, which get refuses anyway. */
 #include "lmdb_backend.h"
 
 #include "error.h"
+#include "record_cache.h"
 #include "session_store.h"
 
 #include <sodium.h>
@@ -15,6 +27,7 @@
 
 typedef struct session_op {
   ts_write w; /* first: the writer hands this pointer back */
+  lmdb_backend *lb;
   union {
     ts_done_fn done;
     ts_count_fn count;
@@ -34,10 +47,11 @@ typedef struct session_op {
   unsigned revoked;
 } session_op;
 
-static session_op *op_new(int (*apply)(ts_txn *, ts_write *), void (*done)(ts_write *, int),
-                          void *ctx, int64_t now) {
+static session_op *op_new(ts_backend *b, int (*apply)(ts_txn *, ts_write *),
+                          void (*done)(ts_write *, int), void *ctx, int64_t now) {
   session_op *op = calloc(1, sizeof(*op));
   if (!op) return NULL;
+  op->lb = lmdb_of(b);
   op->w.apply = apply;
   op->w.done = done;
   op->ctx = ctx;
@@ -71,7 +85,7 @@ static void done_plain(ts_write *w, int status) {
 }
 
 void lmdb_session_create(ts_backend *b, const ts_session_new *n, ts_done_fn done, void *ctx) {
-  session_op *op = op_new(apply_create, done_plain, ctx, 0);
+  session_op *op = op_new(b, apply_create, done_plain, ctx, 0);
   uint8_t *copy = op ? malloc(n->rec_len) : NULL;
   if (!copy) {
     free(op);
@@ -90,15 +104,28 @@ void lmdb_session_create(ts_backend *b, const ts_session_new *n, ts_done_fn done
 
 void lmdb_session_get(ts_backend *b, const uint8_t hash[TS_HASH_BYTES], int64_t now,
                       ts_session_fn done, void *ctx) {
+  lmdb_backend *lb = lmdb_of(b);
+  ts_session_rec rec;
+  const uint8_t *cached;
+  size_t len;
+  if (lb->cache && ts_rcache_get(lb->cache, hash, &cached, &len)) {
+    int rc = ts_session_decode(cached, len, &rec) ? 0 : TS_EUNAVAILABLE;
+    if (rc == 0 && !ts_session_alive(&rec, now)) rc = TS_ENOTFOUND;
+    done(ctx, rc, rc ? NULL : &rec); /* rec points into the cache: valid while done runs */
+    return;
+  }
   ts_txn *t;
-  if (ts_store_snapshot(lmdb_of(b)->store, &t) != 0) {
+  if (ts_store_snapshot(lb->store, &t) != 0) {
     done(ctx, TS_EUNAVAILABLE, NULL);
     return;
   }
-  ts_session_rec rec;
-  int rc = ts_session_get(t, hash, &rec);
+  const void *raw;
+  int rc = ts_store_get(t, TS_T_SESSIONS, hash, TS_HASH_BYTES, &raw, &len);
+  if (rc == 0 && !ts_session_decode(raw, len, &rec)) rc = TS_EIO;
   if (rc == 0 && !ts_session_alive(&rec, now)) rc = TS_ENOTFOUND;
   if (rc && rc != TS_ENOTFOUND) rc = TS_EUNAVAILABLE;
+  if (rc == 0 && lb->cache)
+    ts_rcache_fill(lb->cache, hash, ts_rcache_filling(lb->cache, hash), raw, len);
   done(ctx, rc, rc ? NULL : &rec); /* rec points into the snapshot: valid while done runs */
 }
 
@@ -112,11 +139,13 @@ static int apply_touch(ts_txn *t, ts_write *w) {
 
 static void done_touch(ts_write *w, int status) {
   (void)status; /* a lost touch only shortens the session */
-  op_free((session_op *)w);
+  session_op *op = (session_op *)w;
+  ts_rcache_forget(op->lb->cache, op->hash); /* its last_seen_at moved */
+  op_free(op);
 }
 
 void lmdb_session_touch(ts_backend *b, const uint8_t hash[TS_HASH_BYTES], int64_t at) {
-  session_op *op = op_new(apply_touch, done_touch, NULL, at);
+  session_op *op = op_new(b, apply_touch, done_touch, NULL, at);
   if (!op) return;
   memcpy(op->hash, hash, TS_HASH_BYTES);
   submit(b, op);
@@ -142,6 +171,7 @@ static int apply_rotate(ts_txn *t, ts_write *w) {
 
 static void done_rotate(ts_write *w, int status) {
   session_op *op = (session_op *)w;
+  ts_rcache_forget(op->lb->cache, op->hash); /* the old sid is dead */
   ts_session_rec rec;
   if (status == 0 && !ts_session_decode(op->rec, op->rec_len, &rec)) status = TS_EINTERNAL;
   op->cb.session(op->ctx, status, status ? NULL : &rec);
@@ -151,7 +181,7 @@ static void done_rotate(ts_write *w, int status) {
 void lmdb_session_rotate(ts_backend *b, const uint8_t hash[TS_HASH_BYTES],
                          const uint8_t new_hash[TS_HASH_BYTES], int64_t now, ts_session_fn done,
                          void *ctx) {
-  session_op *op = op_new(apply_rotate, done_rotate, ctx, now);
+  session_op *op = op_new(b, apply_rotate, done_rotate, ctx, now);
   if (!op) {
     done(ctx, TS_ENOMEM, NULL);
     return;
@@ -188,13 +218,15 @@ static int apply_revoke_all(ts_txn *t, ts_write *w) {
 
 static void done_count(ts_write *w, int status) {
   session_op *op = (session_op *)w;
+  if (op->w.apply == apply_revoke_all) lmdb_cache_flush(op->lb); /* which ones, unknown here */
+  else ts_rcache_forget(op->lb->cache, op->hash); /* by handle: the writer found the hash */
   op->cb.count(op->ctx, status, status ? 0 : op->revoked);
   op_free(op);
 }
 
 void lmdb_session_revoke(ts_backend *b, const uint8_t *hash, const uint8_t *handle, int64_t now,
                          ts_count_fn done, void *ctx) {
-  session_op *op = op_new(apply_revoke, done_count, ctx, now);
+  session_op *op = op_new(b, apply_revoke, done_count, ctx, now);
   if (!op) {
     done(ctx, TS_ENOMEM, 0);
     return;
@@ -211,7 +243,8 @@ void lmdb_session_revoke(ts_backend *b, const uint8_t *hash, const uint8_t *hand
 
 void lmdb_session_revoke_all(ts_backend *b, const char *sub, size_t sub_len,
                              const uint8_t *except, int64_t now, ts_count_fn done, void *ctx) {
-  session_op *op = sub_len <= TS_SUB_MAX ? op_new(apply_revoke_all, done_count, ctx, now) : NULL;
+  session_op *op =
+      sub_len <= TS_SUB_MAX ? op_new(b, apply_revoke_all, done_count, ctx, now) : NULL;
   if (!op) {
     done(ctx, TS_ENOMEM, 0);
     return;

@@ -289,6 +289,7 @@ static int apply_user(ts_txn *t, ts_write *w) {
 
 static void done_user(ts_write *w, int status) {
   token_op *op = (token_op *)w;
+  lmdb_cache_flush(op->lb); /* the user's sessions are gone (session_ops.c, the cache) */
   if (status == 0) lmdb_published(op->lb, op->feed_last);
   op->cb.user(op->ctx, status, op->sessions, op->families, op->now);
   op_free(op);

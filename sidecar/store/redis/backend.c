@@ -219,7 +219,7 @@ int ts_backend_redis_open(ts_backend **out, const ts_config *cfg, void *uv_loop)
          (json_int_t)timeout);
   rb_conn_start(&b->cmd);
   rb_conn_start(&b->feed);
-  if (rb_cache_open(b, cfg->redis_cache) != 0)
+  if (rb_cache_open(b, cfg->session_cache) != 0)
     ts_log(TS_LOG_WARN, "no memory for the redis session cache: running without it", NULL);
   if (b->cache) b->open_conns++;
   /* Wait (bounded) until both connections are up and the store id is known. */

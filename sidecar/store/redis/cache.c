@@ -21,14 +21,13 @@
  * a Redis that stops answering (SIGSTOP, a network partition) fails its deadline, the commands
  * connection drops, and validation fails closed as it does without the cache.
  *
- * The table is direct-mapped by the session hash (uniformly random), --redis-cache slots, each
- * holding a malloc'd copy of one record; a record is wiped when it leaves. Missing sessions
- * are not cached, so made-up sids cannot evict live ones. Loop thread only. */
+ * The table is store/record_cache.h's, --session-cache slots. Loop thread only. */
 #include "redis.h"
 
 #include "domain.h"
 #include "error.h"
 #include "log.h"
+#include "record_cache.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -40,58 +39,22 @@
 #define HEARTBEAT_MIN_MS 50
 #define HEARTBEAT_MAX_MS 1000
 
-enum { SLOT_EMPTY, SLOT_FILLING, SLOT_FULL };
-
-typedef struct rc_slot {
-  uint8_t hash[TS_HASH_BYTES];
-  uint8_t state;
-  uint32_t ticket; /* SLOT_FILLING: the GET that may fill it */
-  uint32_t len;
-  uint8_t *rec;    /* SLOT_FULL: the record as Redis holds it */
-} rc_slot;
-
 struct rb_cache {
   rb *b;
   rb_conn conn;          /* "tracking" */
-  rc_slot *slots;
-  size_t mask;           /* slots - 1 (a power of two) */
+  ts_rcache *table;
+  size_t slots;
   bool subscribed;       /* invalidations flow: the cache may be trusted */
   bool drained;          /* the tracking socket was read in this loop turn */
   bool in_message;       /* inside the tracking connection's own callback */
-  uint32_t next_ticket;
   unsigned commands_ups; /* times the commands connection came up */
   uv_prepare_t turn;
   uv_timer_t heartbeat;
   unsigned open_handles;
-  uint64_t hits, misses, invalidated, flushes;
-  size_t entries;        /* slots holding a record */
-  size_t busy;           /* slots not empty (records and fills): a flush of none is free */
+  uint64_t invalidated;
 };
 
-static void slot_clear(rb_cache *k, rc_slot *s) {
-  if (s->state == SLOT_EMPTY) return;
-  if (s->state == SLOT_FULL) {
-    sodium_memzero(s->rec, s->len);
-    free(s->rec);
-    k->entries--;
-  }
-  k->busy--;
-  s->state = SLOT_EMPTY;
-  s->rec = NULL;
-  s->len = 0;
-}
-
-static rc_slot *slot_of(rb_cache *k, const uint8_t hash[TS_HASH_BYTES]) {
-  uint64_t i;
-  memcpy(&i, hash, sizeof(i));
-  return &k->slots[i & k->mask];
-}
-
-static void flush_all(rb_cache *k) {
-  /* Walking untouched slots would fault in the whole table: skip an empty cache. */
-  for (size_t i = 0; k->busy > 0 && i <= k->mask; i++) slot_clear(k, &k->slots[i]);
-  k->flushes++;
-}
+static void flush_all(rb_cache *k) { ts_rcache_flush(k->table); }
 
 static void distrust(rb_cache *k) {
   if (k->subscribed) ts_log(TS_LOG_INFO, "redis session cache off until tracking resumes", NULL);
@@ -130,11 +93,7 @@ static bool key_hash(const char *key, size_t len, uint8_t hash[TS_HASH_BYTES]) {
 static void invalidate_key(rb_cache *k, const char *key, size_t len) {
   uint8_t hash[TS_HASH_BYTES];
   if (!key_hash(key, len, hash)) return; /* another key under the prefix: not a record */
-  rc_slot *s = slot_of(k, hash);
-  if (s->state != SLOT_EMPTY && memcmp(s->hash, hash, TS_HASH_BYTES) == 0) {
-    slot_clear(k, s);
-    k->invalidated++;
-  }
+  if (ts_rcache_forget(k->table, hash)) k->invalidated++;
 }
 
 /* Every reply of the subscription: its confirmation, then the messages; NULL when the
@@ -153,7 +112,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     flush_all(k); /* nothing was cached untracked; empty anyway */
     k->subscribed = true;
     ts_log(TS_LOG_INFO, "redis session cache on (tracking)", "{s:I}", "slots",
-           (json_int_t)(k->mask + 1));
+           (json_int_t)k->slots);
     return;
   }
   if (strcmp(kind, "message") != 0) return;
@@ -219,15 +178,14 @@ static void on_heartbeat(uv_timer_t *t) {
 int rb_cache_open(rb *b, size_t slots) {
   b->cache = NULL;
   if (slots == 0) return 0;
-  size_t n = 1;
-  while (n < slots && n < ((size_t)1 << 24)) n <<= 1;
+  bool oom;
   rb_cache *k = calloc(1, sizeof(*k));
-  if (!k || !(k->slots = calloc(n, sizeof(rc_slot)))) {
+  if (!k || !(k->table = ts_rcache_open(slots, &oom))) {
     free(k);
     return TS_ENOMEM;
   }
+  k->slots = slots;
   k->b = b;
-  k->mask = n - 1;
   rb_conn_init(&k->conn, b->loop, &b->url, "tracking", b->cmd.timeout_ms, &b->counters);
   k->conn.weak = true; /* nothing it sends owes a completion */
   k->conn.cb_ctx = k;
@@ -271,72 +229,44 @@ bool rb_cache_get(rb *b, const uint8_t hash[TS_HASH_BYTES], const char **rec, si
     redisAsyncHandleRead(k->conn.ac); /* what Redis sent before now (may drop the connection) */
   }
   if (!trusted(k)) return false;
-  rc_slot *s = slot_of(k, hash);
-  if (s->state != SLOT_FULL || memcmp(s->hash, hash, TS_HASH_BYTES) != 0) {
-    k->misses++;
-    return false;
-  }
-  k->hits++;
-  *rec = (const char *)s->rec;
-  *len = s->len;
+  const uint8_t *r;
+  if (!ts_rcache_get(k->table, hash, &r, len)) return false;
+  *rec = (const char *)r;
   return true;
 }
 
 uint32_t rb_cache_filling(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
   rb_cache *k = b->cache;
-  if (!k || !trusted(k)) return 0;
-  rc_slot *s = slot_of(k, hash);
-  slot_clear(k, s);
-  memcpy(s->hash, hash, TS_HASH_BYTES);
-  s->state = SLOT_FILLING;
-  k->busy++;
-  if (++k->next_ticket == 0) k->next_ticket = 1;
-  s->ticket = k->next_ticket;
-  return s->ticket;
+  return k && trusted(k) ? ts_rcache_filling(k->table, hash) : 0;
 }
 
 void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, const char *rec,
                    size_t len) {
   rb_cache *k = b->cache;
-  if (!k || !ticket || !trusted(k) || len > UINT32_MAX) return;
-  rc_slot *s = slot_of(k, hash);
-  if (s->state != SLOT_FILLING || s->ticket != ticket ||
-      memcmp(s->hash, hash, TS_HASH_BYTES) != 0)
-    return; /* invalidated, flushed or taken by another session meanwhile */
-  uint8_t *copy = malloc(len ? len : 1);
-  if (!copy) {
-    slot_clear(k, s);
-    return;
-  }
-  memcpy(copy, rec, len);
-  s->rec = copy;
-  s->len = (uint32_t)len;
-  s->state = SLOT_FULL;
-  k->entries++;
+  if (k && trusted(k)) ts_rcache_fill(k->table, hash, ticket, (const uint8_t *)rec, len);
 }
 
 void rb_cache_forget(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
-  rb_cache *k = b->cache;
-  if (!k) return;
-  rc_slot *s = slot_of(k, hash);
-  if (s->state != SLOT_EMPTY && memcmp(s->hash, hash, TS_HASH_BYTES) == 0) slot_clear(k, s);
+  if (b->cache) ts_rcache_forget(b->cache->table, hash);
 }
 
 void rb_cache_stats(rb *b, struct ts_stat_list *l) {
   rb_cache *k = b->cache;
+  ts_rcache_counts n;
+  ts_rcache_counts_get(k ? k->table : NULL, &n);
   ts_stat_add(l, "redis_cache_up", k && trusted(k) ? 1 : 0);
-  ts_stat_add(l, "redis_cache_entries", k ? k->entries : 0);
-  ts_stat_add(l, "redis_cache_hits", k ? k->hits : 0);
-  ts_stat_add(l, "redis_cache_misses", k ? k->misses : 0);
+  ts_stat_add(l, "redis_cache_entries", n.entries);
+  ts_stat_add(l, "redis_cache_hits", n.hits);
+  ts_stat_add(l, "redis_cache_misses", n.misses);
   ts_stat_add(l, "redis_cache_invalidations", k ? k->invalidated : 0);
-  ts_stat_add(l, "redis_cache_flushes", k ? k->flushes : 0);
+  ts_stat_add(l, "redis_cache_flushes", n.flushes);
 }
 
 static void on_cache_part_closed(void *ctx) {
   rb_cache *k = ctx;
   if (--k->open_handles > 0) return;
   rb *b = k->b;
-  free(k->slots);
+  ts_rcache_close(k->table);
   free(k);
   b->cache = NULL;
   rb_conn_closed_part(b);

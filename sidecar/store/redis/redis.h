@@ -8,7 +8,7 @@
  *   codec.c        key names and the session record's byte form in Redis (msgpack)
  *   ops_sessions.c, ops_tokens.c, feed.c: the operations of backend.h
  *   backend.c      ts_backend_redis_open, the ops table, stats, readiness, close
- *   cache.c        the local session cache, kept coherent by CLIENT TRACKING (--redis-cache)
+ *   cache.c        the local session cache, kept coherent by CLIENT TRACKING (--session-cache)
  *   tessera.lua    the Redis Functions every write is (embedded as ts_redis_lua)
  *
  * Ownership: the backend (rb) owns two connections (commands, and the feed reader blocked in
@@ -154,7 +154,7 @@ typedef struct rb {
   rb_url url;
   char url_masked[512];
   rb_conn cmd, feed;
-  rb_cache *cache;     /* NULL: --redis-cache 0 */
+  rb_cache *cache;     /* NULL: --session-cache 0 */
   rb_counters counters;
   char store_id[17];   /* from t:{rev}:id, hex; "" until the first connect */
   bool counted;        /* sessions was read once */
