@@ -36,6 +36,23 @@ static uint64_t stat_of(const ts_stat_list *l, const char *name) {
   return 0;
 }
 
+/* The session cache's series: tessera_<prefix>_{hits_total,misses_total,entries} from the
+ * backend's <prefix>_{hits,misses,entries} (redis_cache with Redis, session_cache with LMDB). */
+static void cache_metrics(ts_hbuf *b, const ts_stat_list *l, const char *prefix) {
+  static const struct {
+    const char *stat, *suffix, *type, *help;
+  } rows[] = {{"hits", "hits_total", "counter", "Validates answered from the session cache."},
+              {"misses", "misses_total", "counter",
+               "Validates the session cache could not answer (a store lookup)."},
+              {"entries", "entries", "gauge", "Sessions held by the session cache."}};
+  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    char name[64], stat[64];
+    snprintf(name, sizeof(name), "tessera_%s_%s", prefix, rows[i].suffix);
+    snprintf(stat, sizeof(stat), "%s_%s", prefix, rows[i].stat);
+    one(b, name, rows[i].type, rows[i].help, (double)stat_of(l, stat));
+  }
+}
+
 static void process_metrics(ts_hbuf *b) {
   long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
   char buf[1024];
@@ -152,21 +169,9 @@ void ts_http_metrics(ts_hconn *c) {
         (double)stat_of(&l, "redis_timeouts"));
     one(&b, "tessera_redis_reconnects_total", "counter", "Redis connections made again.",
         (double)stat_of(&l, "redis_reconnects"));
-    one(&b, "tessera_redis_cache_hits_total", "counter",
-        "Validates answered from the session cache.", (double)stat_of(&l, "redis_cache_hits"));
-    one(&b, "tessera_redis_cache_misses_total", "counter",
-        "Validates the session cache could not answer (a GET to Redis).",
-        (double)stat_of(&l, "redis_cache_misses"));
-    one(&b, "tessera_redis_cache_entries", "gauge", "Sessions held by the session cache.",
-        (double)stat_of(&l, "redis_cache_entries"));
+    cache_metrics(&b, &l, "redis_cache");
   } else {
-    one(&b, "tessera_session_cache_hits_total", "counter",
-        "Validates answered from the session cache.", (double)stat_of(&l, "session_cache_hits"));
-    one(&b, "tessera_session_cache_misses_total", "counter",
-        "Validates the session cache could not answer (a store lookup).",
-        (double)stat_of(&l, "session_cache_misses"));
-    one(&b, "tessera_session_cache_entries", "gauge", "Sessions held by the session cache.",
-        (double)stat_of(&l, "session_cache_entries"));
+    cache_metrics(&b, &l, "session_cache");
   }
 
   family(&b, "tessera_connections", "gauge", "Open connections, by door.");
