@@ -6,6 +6,7 @@
  * the end. */
 #include "b64url.h"
 
+#include <sodium.h>
 #include <string.h>
 
 #define REP(b) (0x0101010101010101ull * (uint8_t)(b))
@@ -51,6 +52,7 @@ bool ts_b64url_decode_exact(uint8_t *out, size_t n, const char *s, size_t len) {
     y = values8(x, &bad);
     memcpy(tail, &y, 8);
     memcpy(v + i, tail, len - i);
+    sodium_memzero(tail, sizeof(tail));
   }
   size_t o = 0;
   for (i = 0; i + 4 <= len; i += 4, o += 3) { /* four values, three bytes */
@@ -71,5 +73,6 @@ bool ts_b64url_decode_exact(uint8_t *out, size_t n, const char *s, size_t len) {
     out[o + 1] = (uint8_t)(w >> 2);
     acc = w & 3u;
   }
+  sodium_memzero(v, len); /* the values are the secret too */
   return (bad | acc) == 0;
 }

@@ -60,7 +60,9 @@ int ts_rpc_pack_error(msgpack_packer *pk, const char *code, const char *message)
 int ts_rpc_pack_notification_head(msgpack_packer *pk, const char *method);
 
 /* Packs a string of n bytes. One write of head and body when it is short (a fixstr): replies
- * are mostly short keys and values, and each write is a call through the packer. */
+ * are mostly short keys and values, and each write is a call through the packer. The short
+ * path copies through an unwiped stack buffer: not for secrets (no secret of the protocol is
+ * under 32 bytes; a sid is 43 characters). */
 static inline int ts_pack_str(msgpack_packer *pk, const char *s, size_t n) {
   if (n < 32) {
     char b[32];

@@ -98,8 +98,12 @@ uint32_t ts_rcache_filling(ts_rcache *c, const uint8_t hash[TS_HASH_BYTES]) {
 
 void ts_rcache_fill(ts_rcache *c, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket,
                     const uint8_t *rec, size_t len) {
-  if (!ticket || len > UINT32_MAX) return;
+  if (!ticket) return;
   slot *s = slot_of(c, hash);
+  if (len > TS_RCACHE_RECORD_MAX) {
+    if (s->state == SLOT_FILLING && s->ticket == ticket) slot_clear(c, s);
+    return;
+  }
   if (s->state != SLOT_FILLING || s->ticket != ticket ||
       memcmp(s->hash, hash, TS_HASH_BYTES) != 0)
     return; /* forgotten, flushed or taken by another session meanwhile */
@@ -122,6 +126,8 @@ bool ts_rcache_forget(ts_rcache *c, const uint8_t hash[TS_HASH_BYTES]) {
   slot_clear(c, s);
   return true;
 }
+
+size_t ts_rcache_slots(const ts_rcache *c) { return c ? c->mask + 1 : 0; }
 
 void ts_rcache_counts_get(const ts_rcache *c, ts_rcache_counts *out) {
   if (c) *out = c->n;

@@ -197,6 +197,43 @@ static void cached_sessions_are_refused_at_once_after_a_revocation_elsewhere(voi
   trio_stop(&t);
 }
 
+/* A revoke_all of many sessions on B: Redis announces the 1,100 keys in one invalidation
+ * message of about 80 KiB, which it writes in parts (64 KiB a client per turn). Every session
+ * A had cached is refused by A right after B's reply, never served from a half-read message. */
+static void a_large_revocation_elsewhere_reaches_every_cached_session(void) {
+  trio t;
+  trio_start(&t);
+  tessera_client *a = tc_client(&t.d[0]), *b = tc_client(&t.d[1]);
+  await_cache(a);
+  enum { N = 1100, CHECKED = 100 };
+  for (int round = 0; round < 3; round++) {
+    char sub[32];
+    snprintf(sub, sizeof(sub), "bulk-%d", round);
+    tc_idset ids = tc_idset_new(N);
+    json_t *params = json_pack("{s:s}", "sub", sub);
+    tc_create_many(b, params, N, tc_keep_ids, &ids);
+    json_decref(params);
+    /* The creates were announced too (BCAST tracks every write): until A has read that
+     * message whole, its cache answers nothing, so validate until each one is a hit. */
+    for (int i = 0; i < CHECKED; i++) {
+      long long deadline = tc_mono_ms() + 10000, hits = tc_stat(a, "redis_cache_hits");
+      do tc_expect_valid(a, ids.sid[i * (N / CHECKED)]);
+      while (tc_stat(a, "redis_cache_hits") == hits && tc_mono_ms() < deadline);
+      TT_ASSERT_MSG(tc_stat(a, "redis_cache_hits") > hits,
+                    "session %d never served from cache (up %lld, misses %lld)", i,
+                    tc_stat(a, "redis_cache_up"), tc_stat(a, "redis_cache_misses"));
+    }
+    json_t *r = tc_call_ok(b, "session.revoke_all", json_pack("{s:s}", "sub", sub));
+    TT_EQ_INT(json_integer_value(json_object_get(r, "revoked")), N);
+    json_decref(r);
+    for (int i = CHECKED - 1; i >= 0; i--)
+      tc_expect_unauthenticated(a, ids.sid[i * (N / CHECKED)]);
+    tc_idset_free(&ids);
+  }
+  tessera_close(a), tessera_close(b);
+  trio_stop(&t);
+}
+
 /* FLUSHALL (or anything that empties Redis) empties every sidecar's cache: a cached session
  * Redis no longer has is refused. */
 static void flushall_empties_the_caches(void) {
@@ -412,6 +449,7 @@ static const tt_case cases[] = {
     TT_CASE(subscriber_on_b_hears_a_revocation_on_a_within_a_second),
     TT_CASE(subscriber_on_b_catches_up_from_its_cursor),
     TT_CASE(cached_sessions_are_refused_at_once_after_a_revocation_elsewhere),
+    TT_CASE(a_large_revocation_elsewhere_reaches_every_cached_session),
     TT_CASE(flushall_empties_the_caches),
     TT_CASE(no_cache_when_turned_off),
     TT_CASE(keys_rotated_on_a_are_reloaded_by_b),

@@ -830,6 +830,60 @@ static void cached_sessions_die_with_every_revocation(void) {
   tc_stop_clean(&d);
 }
 
+/* revoke_all and user.revoke of a sub with more sessions than the cache forgets one by one
+ * (1,024: past that it flushes): every cached one is refused after the reply. */
+static void revoking_many_cached_sessions(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  enum { N = 1100, CHECKED = 50 };
+  for (int path = 0; path < 2; path++) {
+    const char *sub = path ? "many-user" : "many-all";
+    tc_idset ids = tc_idset_new(N);
+    json_t *params = json_pack("{s:s}", "sub", sub);
+    tc_create_many(c, params, N, tc_keep_ids, &ids);
+    json_decref(params);
+    for (int i = 0; i < CHECKED; i++) { /* the first validate fills, the second hits */
+      tc_expect_valid(c, ids.sid[i * (N / CHECKED)]);
+      tc_expect_valid(c, ids.sid[i * (N / CHECKED)]);
+    }
+    json_t *r = tc_call_ok(c, path ? "user.revoke" : "session.revoke_all",
+                           json_pack("{s:s}", "sub", sub));
+    TT_EQ_INT(json_integer_value(json_object_get(r, path ? "sessions" : "revoked")), N);
+    json_decref(r);
+    for (int i = 0; i < CHECKED; i++) tc_expect_unauthenticated(c, ids.sid[i * (N / CHECKED)]);
+    tc_idset_free(&ids);
+  }
+  tessera_close(c);
+  tc_stop_clean(&d);
+}
+
+/* A record over the cache's 1 KiB (here 2,000 bytes of data) is never cached: each validate
+ * reads the store, and answers the whole record. */
+static void large_sessions_are_not_cached(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  const char *hits = tr_env_redis() ? "redis_cache_hits" : "session_cache_hits";
+  char blob[2001];
+  memset(blob, 'b', 2000);
+  blob[2000] = 0;
+  json_t *s = tc_create(c, json_pack("{s:s, s:{s:s}}", "sub", "big", "data", "blob", blob));
+  long long before = tc_stat(c, hits);
+  for (int i = 0; i < 3; i++) {
+    json_t *v = NULL;
+    TT_EQ_STR(tc_validate(c, tc_str(s, "sid"), NULL, &v), "");
+    TT_EQ_STR(tc_str(json_object_get(v, "data"), "blob"), blob);
+    json_decref(v);
+  }
+  TT_EQ_INT(tc_stat(c, hits), before);
+  TT_EQ_INT(tc_revoke_n(c, "sid", tc_str(s, "sid")), 1);
+  tc_expect_unauthenticated(c, tc_str(s, "sid"));
+  json_decref(s);
+  tessera_close(c);
+  tc_stop_clean(&d);
+}
+
 /* --session-cache 0: no cache; validate reads the store each time and still works. */
 static void no_session_cache(void) {
   td_daemon d;
@@ -942,6 +996,8 @@ static const tt_case cases[] = {
     TT_CASE(rotate_replaces_the_sid),
     TT_CASE(revoke_by_sid_and_by_handle),
     TT_CASE(cached_sessions_die_with_every_revocation),
+    TT_CASE(revoking_many_cached_sessions),
+    TT_CASE(large_sessions_are_not_cached),
     TT_CASE(no_session_cache),
     TT_CASE(sessions_survive_sigterm_restart),
     TT_CASE(sessions_survive_kill9_after_ack),

@@ -22,12 +22,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-void lmdb_cache_flush(lmdb_backend *lb) { ts_rcache_flush(lb->cache); }
 
 /* Takes <dir>/tesserad.lock; TS_ECONFIG (logged) when another process holds it. */
 static int lock_data_dir(lmdb_backend *lb, const char *dir) {
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    ts_log(TS_LOG_ERROR, "cannot create the data directory", "{s:s, s:s}", "data", dir, "error",
+           strerror(errno));
+    return TS_ECONFIG;
+  }
   char path[4096];
   snprintf(path, sizeof(path), "%s/tesserad.lock", dir);
   lb->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -183,14 +187,12 @@ int ts_backend_lmdb_open(ts_backend **out, const ts_config *cfg, void *uv_loop) 
   char why[512] = "";
   ts_store_options so = {cfg->data_dir, cfg->max_store_bytes,
                          cfg->durability == TS_DURABILITY_RELAXED};
-  int rc = ts_store_open(&lb->store, &so, why, sizeof(why));
-  if (rc) {
+  int rc = lock_data_dir(lb, cfg->data_dir); /* before LMDB is touched at all */
+  if (rc == 0 && (rc = ts_store_open(&lb->store, &so, why, sizeof(why))) != 0)
     ts_log(TS_LOG_ERROR, "cannot open the store", "{s:s}", "error", why);
+  if (rc) {
+    if (lb->lock_fd >= 0) close(lb->lock_fd);
     free(lb);
-    return rc;
-  }
-  if ((rc = lock_data_dir(lb, cfg->data_dir)) != 0) {
-    close_lmdb(&lb->base);
     return rc;
   }
   bool oom;

@@ -36,8 +36,19 @@ typedef struct lmdb_backend {
 
 static inline lmdb_backend *lmdb_of(ts_backend *b) { return (lmdb_backend *)b; }
 
-/* Empties the session cache (a write removed sessions it cannot name). */
-void lmdb_cache_flush(lmdb_backend *lb);
+/* The sessions a write deleted by sub (revoke_all, user_revoke), for the session cache
+ * (session_ops.c): collected on the writer thread by lmdb_gone_add (an on_deleted of
+ * ts_session_revoke_sub, ctx the lmdb_gone), forgotten on the loop by lmdb_gone_forget before
+ * the write's caller hears of it; past LMDB_GONE_MAX the whole cache is flushed instead. */
+#define LMDB_GONE_MAX 1024
+typedef struct lmdb_gone {
+  uint8_t (*hash)[TS_HASH_BYTES];
+  size_t n, cap;
+  bool overflow;
+} lmdb_gone;
+void lmdb_gone_add(void *gone, const uint8_t hash[TS_HASH_BYTES]);
+/* Forgets (or flushes) and frees the list. */
+void lmdb_gone_forget(lmdb_backend *lb, lmdb_gone *g);
 
 /* Entries up to seq last are durable: tells the backend's listener (0: none written). */
 void lmdb_published(lmdb_backend *lb, uint64_t last);

@@ -9,12 +9,14 @@
  * B-tree (with a million sessions stored, a lookup there is several cache misses), and fills
  * it with what the snapshot held. Only this daemon writes its store (the data directory is
  * locked), so it stays coherent by forgetting: every write that changes or removes a session
- * forgets it (touch, rotate, revoke by sid or handle: the writer names the hash) or flushes
- * the cache (revoke_all, user_revoke: lmdb_cache_flush) in its done, on the loop thread,
- * before the caller hears of it. A get between the submit and the done may fill the old
+ * forgets it in its done, on the loop thread, before the caller hears of it: touch, rotate,
+ * revoke by sid or handle (the writer names the hash), revoke_all and user_revoke (the writer
+ * lists the hashes it deleted: lmdb_gone; a very long list flushes the cache instead). A get between the submit and the done may fill the old
  * record again: it is what the snapshot still shows until the commit, and the done forgets it.
  * After the done, reads renew the snapshot (deliver_done ended it), so no fill brings the old
- * record back. The sweeper deletes only sessions already expired, which get refuses anyway. */
+ * record back. The sweeper deletes only sessions already expired at its own clock: a cached
+ * copy is judged at the later of the caller's now and the sweeper's last (ts_sweeper_now), so a
+ * wall clock stepped back cannot revive a session the sweeper removed. */
 #include "lmdb_backend.h"
 
 #include "error.h"
@@ -45,6 +47,7 @@ typedef struct session_op {
   uint8_t *rec; /* create: the encoded record; rotate: the moved record (a copy) */
   size_t rec_len;
   unsigned revoked;
+  lmdb_gone gone; /* revoke_all: the sessions deleted */
 } session_op;
 
 static session_op *op_new(ts_backend *b, int (*apply)(ts_txn *, ts_write *),
@@ -60,6 +63,7 @@ static session_op *op_new(ts_backend *b, int (*apply)(ts_txn *, ts_write *),
 }
 
 static void op_free(session_op *op) {
+  free(op->gone.hash);
   if (op->rec) sodium_memzero(op->rec, op->rec_len);
   free(op->rec);
   free(op);
@@ -67,6 +71,32 @@ static void op_free(session_op *op) {
 
 static void submit(ts_backend *b, session_op *op) {
   ts_writer_submit(lmdb_of(b)->writer, &op->w);
+}
+
+/* ---- the sessions a write deleted (lmdb_backend.h) ----------------------------------------- */
+
+void lmdb_gone_add(void *gone, const uint8_t hash[TS_HASH_BYTES]) {
+  lmdb_gone *g = gone;
+  if (g->overflow) return;
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? g->cap * 2 : 16;
+    void *p = cap <= LMDB_GONE_MAX ? realloc(g->hash, cap * TS_HASH_BYTES) : NULL;
+    if (!p) {
+      g->overflow = true; /* too many (or no memory): the done flushes */
+      return;
+    }
+    g->hash = p;
+    g->cap = cap;
+  }
+  memcpy(g->hash[g->n++], hash, TS_HASH_BYTES);
+}
+
+void lmdb_gone_forget(lmdb_backend *lb, lmdb_gone *g) {
+  if (g->overflow) ts_rcache_flush(lb->cache);
+  else
+    for (size_t i = 0; i < g->n; i++) ts_rcache_forget(lb->cache, g->hash[i]);
+  free(g->hash);
+  *g = (lmdb_gone){0};
 }
 
 /* ---- create ---------------------------------------------------------------------------- */
@@ -109,9 +139,12 @@ void lmdb_session_get(ts_backend *b, const uint8_t hash[TS_HASH_BYTES], int64_t 
   const uint8_t *cached;
   size_t len;
   if (lb->cache && ts_rcache_get(lb->cache, hash, &cached, &len)) {
+    int64_t swept_at = ts_sweeper_now(lb->sweeper); /* a clock stepped back: see the top */
     int rc = ts_session_decode(cached, len, &rec) ? 0 : TS_EUNAVAILABLE;
-    if (rc == 0 && !ts_session_alive(&rec, now)) rc = TS_ENOTFOUND;
-    done(ctx, rc, rc ? NULL : &rec); /* rec points into the cache: valid while done runs */
+    if (rc == 0 && !ts_session_alive(&rec, now > swept_at ? now : swept_at)) rc = TS_ENOTFOUND;
+    /* rec points into the cache: valid until done replies or calls the backend (either may
+     * run another validate at once, which may reuse the slot) */
+    done(ctx, rc, rc ? NULL : &rec);
     return;
   }
   ts_txn *t;
@@ -210,7 +243,7 @@ static int apply_revoke(ts_txn *t, ts_write *w) {
 static int apply_revoke_all(ts_txn *t, ts_write *w) {
   session_op *op = (session_op *)w;
   int n = ts_session_revoke_sub(t, op->sub, op->sub_len, op->has_except ? op->except : NULL,
-                                op->now, NULL, NULL);
+                                op->now, lmdb_gone_add, &op->gone);
   if (n < 0) return n;
   op->revoked = (unsigned)n;
   return 0;
@@ -218,7 +251,7 @@ static int apply_revoke_all(ts_txn *t, ts_write *w) {
 
 static void done_count(ts_write *w, int status) {
   session_op *op = (session_op *)w;
-  if (op->w.apply == apply_revoke_all) lmdb_cache_flush(op->lb); /* which ones, unknown here */
+  if (op->w.apply == apply_revoke_all) lmdb_gone_forget(op->lb, &op->gone);
   else ts_rcache_forget(op->lb->cache, op->hash); /* by handle: the writer found the hash */
   op->cb.count(op->ctx, status, status ? 0 : op->revoked);
   op_free(op);

@@ -106,8 +106,7 @@ int ts_session_touch(ts_txn *t, const uint8_t hash[TS_HASH_BYTES], int64_t at) {
 
 int ts_session_revoke_sub(ts_txn *t, const char *sub, size_t sub_len, const uint8_t *except,
                           int64_t now,
-                          void (*on_revoked)(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
-                                             int64_t expires_at),
+                          void (*on_deleted)(void *ctx, const uint8_t hash[TS_HASH_BYTES]),
                           void *ctx) {
   /* Handles are collected a bounded number at a time (the cursor must not walk a list we
    * delete from), in rounds until none is left: every round removes each by_sub entry it
@@ -139,11 +138,9 @@ int ts_session_revoke_sub(ts_txn *t, const char *sub, size_t sub_len, const uint
       rc = ts_session_by_handle(t, handles[i], hash);
       if (rc == 0) rc = ts_session_get(t, hash, &rec);
       if (rc == 0) {
-        if (ts_session_alive(&rec, now)) {
-          alive++;
-          if (on_revoked) on_revoked(ctx, handles[i], rec.expires_at);
-        }
+        if (ts_session_alive(&rec, now)) alive++;
         rc = ts_session_delete(t, hash, &rec);
+        if (rc == 0 && on_deleted) on_deleted(ctx, hash);
       }
       /* Gone either way, also when the entry had outlived its session. */
       if (rc == 0 || rc == TS_ENOTFOUND)

@@ -29,12 +29,11 @@ int ts_session_by_handle(ts_txn *t, const uint8_t handle[TS_HANDLE_BYTES],
 int ts_session_touch(ts_txn *t, const uint8_t hash[TS_HASH_BYTES], int64_t at);
 
 /* Deletes every session of sub except the one with handle `except` (NULL: none); calls
- * on_revoked (may be NULL) for each one that was still alive. Returns how many were alive, or
- * TS_E*. */
+ * on_deleted (may be NULL) with the hash of each one deleted, alive or not. Returns how many
+ * were alive, or TS_E*. */
 int ts_session_revoke_sub(ts_txn *t, const char *sub, size_t sub_len, const uint8_t *except,
                           int64_t now,
-                          void (*on_revoked)(void *ctx, const uint8_t handle[TS_HANDLE_BYTES],
-                                             int64_t expires_at),
+                          void (*on_deleted)(void *ctx, const uint8_t hash[TS_HASH_BYTES]),
                           void *ctx);
 
 /* Expiry index keys (shared by every kind the sweeper handles). */

@@ -29,6 +29,7 @@ struct ts_sweeper {
   pthread_cond_t wake;
   bool stopping;
   _Atomic uint64_t swept, sweeps, readers_cleared;
+  _Atomic int64_t high_now; /* the latest `now` a pass began with (ts_sweeper_now) */
 };
 
 static int64_t mono_ms(void) {
@@ -126,7 +127,9 @@ static void *sweeper_main(void *arg) {
   while (!s->stopping) {
     pthread_mutex_unlock(&s->lock);
     uint64_t deleted = 0;
-    int rc = ts_sweep_pass(s->store, (int64_t)time(NULL), &deleted);
+    int64_t now = (int64_t)time(NULL);
+    if (now > atomic_load(&s->high_now)) atomic_store(&s->high_now, now); /* before any delete */
+    int rc = ts_sweep_pass(s->store, now, &deleted);
     if (rc) ts_log(TS_LOG_WARN, "sweep failed; will retry", "{s:s}", "error", ts_strerror(rc));
     atomic_fetch_add(&s->swept, deleted);
     atomic_fetch_add(&s->sweeps, 1);
@@ -177,6 +180,8 @@ void ts_sweeper_stop(ts_sweeper *s) {
   pthread_cond_destroy(&s->wake);
   free(s);
 }
+
+int64_t ts_sweeper_now(ts_sweeper *s) { return s ? atomic_load(&s->high_now) : 0; }
 
 void ts_sweeper_stats_get(ts_sweeper *s, ts_sweeper_stats *out) {
   out->swept = atomic_load(&s->swept);

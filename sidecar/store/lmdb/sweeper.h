@@ -23,6 +23,9 @@ typedef struct ts_sweeper_stats {
 int ts_sweeper_start(ts_sweeper **out, ts_store *store, int64_t interval_ms);
 void ts_sweeper_stop(ts_sweeper *s);
 void ts_sweeper_stats_get(ts_sweeper *s, ts_sweeper_stats *out);
+/* The latest wall-clock second a pass began with (0 before the first; any thread). Everything
+ * a pass deleted had expired at a time no later than this. */
+int64_t ts_sweeper_now(ts_sweeper *s);
 
 /* One pass at time `now`: deletes everything that expired at or before it. Returns 0 or TS_E*;
  * *deleted counts the records removed. Usable without the thread (tests, tools). */

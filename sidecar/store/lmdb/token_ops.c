@@ -49,6 +49,7 @@ typedef struct token_op {
   ts_session_new session; /* consume: the session to create (exchange), rec NULL if none */
   /* results */
   unsigned revoked, sessions, families;
+  lmdb_gone gone; /* user_revoke: the sessions deleted */
   uint64_t feed_last;
 } token_op;
 
@@ -65,6 +66,7 @@ static token_op *op_new(ts_backend *b, int (*apply)(ts_txn *, ts_write *),
 }
 
 static void op_free(token_op *op) {
+  free(op->gone.hash);
   json_decref(op->rec);
   ts_session_new_wipe(&op->session);
   free(op);
@@ -258,7 +260,8 @@ static int apply_user(ts_txn *t, ts_write *w) {
   /* The cut-off is the second this write applies in: every token issued before it is dead. */
   int64_t at = (int64_t)time(NULL);
   if (at > op->now) op->now = at;
-  int n = ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, NULL, NULL);
+  int n =
+      ts_session_revoke_sub(t, op->sub, op->sub_len, NULL, op->now, lmdb_gone_add, &op->gone);
   if (n < 0) return n;
   op->sessions = (unsigned)n;
   char(*ids)[TS_FAMILY_ID_CHARS + 1] = malloc(MAX_FAMILIES_AT_ONCE * sizeof(*ids));
@@ -289,7 +292,7 @@ static int apply_user(ts_txn *t, ts_write *w) {
 
 static void done_user(ts_write *w, int status) {
   token_op *op = (token_op *)w;
-  lmdb_cache_flush(op->lb); /* the user's sessions are gone (session_ops.c, the cache) */
+  lmdb_gone_forget(op->lb, &op->gone); /* the user's sessions (session_ops.c, the cache) */
   if (status == 0) lmdb_published(op->lb, op->feed_last);
   op->cb.user(op->ctx, status, op->sessions, op->families, op->now);
   op_free(op);

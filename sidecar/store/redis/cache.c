@@ -11,8 +11,13 @@
  *
  * Coherence: Redis queues a revocation's invalidation in the same event-loop turn that ran
  * it and writes it out before it sleeps, alongside the revoking call's reply. Before serving
- * the first cached record of each loop turn, the tracking socket is read (one non-blocking
- * read), so a validate that arrives after a revocation's reply was sent finds the record gone.
+ * the first cached record of each loop turn, the tracking socket is read until it is empty
+ * (hiredis reads 16 KiB a call; a revoke_all of a thousand sessions is one ~80 KiB message:
+ * with one read, test_replicas saw such sessions served after the revocation), so a validate
+ * that arrives after a revocation's reply was sent finds the record gone. Redis writes at most
+ * 64 KiB to a client per turn, so while part of a message has been read and the rest has not,
+ * the cache answers nothing and takes no fill. This sidecar's own revoke by handle, revoke_all
+ * and user.revoke flush the cache when they complete, without waiting for the message.
  * A miss marks its slot "filling" with a ticket; an invalidation of that key clears the slot,
  * so a GET reply read after its invalidation is not kept. This sidecar's own writes of a known
  * session (touch, rotate, revoke by sid) forget the record locally as well.
@@ -30,6 +35,7 @@
 #include "record_cache.h"
 
 #include <sodium.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +49,6 @@ struct rb_cache {
   rb *b;
   rb_conn conn;          /* "tracking" */
   ts_rcache *table;
-  size_t slots;
   bool subscribed;       /* invalidations flow: the cache may be trusted */
   bool drained;          /* the tracking socket was read in this loop turn */
   bool in_message;       /* inside the tracking connection's own callback */
@@ -112,7 +117,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *privdata) {
     flush_all(k); /* nothing was cached untracked; empty anyway */
     k->subscribed = true;
     ts_log(TS_LOG_INFO, "redis session cache on (tracking)", "{s:I}", "slots",
-           (json_int_t)k->slots);
+           (json_int_t)ts_rcache_slots(k->table));
     return;
   }
   if (strcmp(kind, "message") != 0) return;
@@ -173,6 +178,27 @@ static void on_heartbeat(uv_timer_t *t) {
     rb_command(&k->b->cmd, on_pong, k, 1, (const char *[]){"PING"}, (size_t[]){4}, 0);
 }
 
+/* Reads what Redis has sent on the tracking connection: hiredis reads at most 16 KiB a call,
+ * and a burst of invalidations (a revoke_all of many sessions) is one larger message, so read
+ * while the socket holds more (bounded). May drop the connection. */
+static void drain(rb_cache *k) {
+  for (int i = 0; i < 256 && k->conn.ac && trusted(k); i++) {
+    redisAsyncHandleRead(k->conn.ac);
+    int avail = 0;
+    if (!k->conn.ac || ioctl(k->conn.ac->c.fd, FIONREAD, &avail) != 0 || avail <= 0) break;
+  }
+}
+
+/* The tracking connection holds part of a message: Redis writes at most 64 KiB to a client per
+ * event-loop turn, so the rest of an invalidation may still be on its way. Until it is whole,
+ * the cache answers nothing (and takes no fill). */
+static bool partial(const rb_cache *k) {
+  const redisReader *rd = k->conn.ac ? k->conn.ac->c.reader : NULL;
+  /* hiredis leaves an empty task (type -1) at index 0 once it has parsed everything; a type
+   * set there, deeper tasks, or bytes not yet parsed mean a reply in progress. */
+  return rd && (rd->pos < rd->len || rd->ridx > 0 || (rd->ridx == 0 && rd->rstack[0].type != -1));
+}
+
 /* ---- the interface (redis.h) ---------------------------------------------------------------- */
 
 int rb_cache_open(rb *b, size_t slots) {
@@ -184,7 +210,6 @@ int rb_cache_open(rb *b, size_t slots) {
     free(k);
     return TS_ENOMEM;
   }
-  k->slots = slots;
   k->b = b;
   rb_conn_init(&k->conn, b->loop, &b->url, "tracking", b->cmd.timeout_ms, &b->counters);
   k->conn.weak = true; /* nothing it sends owes a completion */
@@ -226,9 +251,9 @@ bool rb_cache_get(rb *b, const uint8_t hash[TS_HASH_BYTES], const char **rec, si
   if (!k) return false;
   if (!k->drained && !k->in_message && trusted(k)) {
     k->drained = true;
-    redisAsyncHandleRead(k->conn.ac); /* what Redis sent before now (may drop the connection) */
+    drain(k);
   }
-  if (!trusted(k)) return false;
+  if (!trusted(k) || partial(k)) return false;
   const uint8_t *r;
   if (!ts_rcache_get(k->table, hash, &r, len)) return false;
   *rec = (const char *)r;
@@ -237,7 +262,7 @@ bool rb_cache_get(rb *b, const uint8_t hash[TS_HASH_BYTES], const char **rec, si
 
 uint32_t rb_cache_filling(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
   rb_cache *k = b->cache;
-  return k && trusted(k) ? ts_rcache_filling(k->table, hash) : 0;
+  return k && trusted(k) && !partial(k) ? ts_rcache_filling(k->table, hash) : 0;
 }
 
 void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, const char *rec,
@@ -248,6 +273,10 @@ void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, co
 
 void rb_cache_forget(rb *b, const uint8_t hash[TS_HASH_BYTES]) {
   if (b->cache) ts_rcache_forget(b->cache->table, hash);
+}
+
+void rb_cache_flush(rb *b) {
+  if (b->cache) flush_all(b->cache);
 }
 
 void rb_cache_stats(rb *b, struct ts_stat_list *l) {

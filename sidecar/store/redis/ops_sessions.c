@@ -228,7 +228,10 @@ static void on_count(void *ctx, redisReply *r) {
   unsigned n = 0;
   if (rc == 0 && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_INTEGER)
     n = (unsigned)r->element[1]->integer;
+  /* By sid: forget it. By handle, or revoke_all: the hashes are Redis's; flush rather than
+   * wait for the invalidation messages (a large one may still be on its way). */
   if (o->has_hash) rb_cache_forget(o->b, o->hash);
+  else rb_cache_flush(o->b);
   o->fn.count(o->ctx, rc, n);
   sop_free(o);
 }

@@ -237,6 +237,7 @@ static void revoke_jti(ts_backend *base, const char *jti, int64_t until, bool pr
 
 static void on_user(void *ctx, redisReply *r) {
   top *o = ctx;
+  rb_cache_flush(o->b); /* the user's sessions: not left to the invalidation messages */
   int rc = rb_fcall_status(r);
   if (rc == 0 && (r->elements < 5 || r->element[1]->type != REDIS_REPLY_INTEGER ||
                   r->element[2]->type != REDIS_REPLY_INTEGER ||

@@ -190,6 +190,8 @@ void rb_cache_fill(rb *b, const uint8_t hash[TS_HASH_BYTES], uint32_t ticket, co
                    size_t len);
 /* This sidecar changed or removed the session: forget it now. */
 void rb_cache_forget(rb *b, const uint8_t hash[TS_HASH_BYTES]);
+/* Empties the cache (this sidecar removed sessions it cannot name). */
+void rb_cache_flush(rb *b);
 void rb_cache_stats(rb *b, struct ts_stat_list *l);
 /* Closes the tracking connection; the cache counts as one part of rb_conn_closed_part. */
 void rb_cache_close(rb *b);
