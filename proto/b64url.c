@@ -2,8 +2,8 @@
  * (all ones when the character lies in a range, from the signs of two differences), so the
  * work is the same for every character. Eight characters are mapped at once in the bytes of
  * a 64-bit word (bytes kept below 0x80 so no difference borrows across them); the values are
- * then packed four at a time into three bytes. Which branch runs depends on the length only. Invalid characters are collected in one flag checked once at
- * the end. */
+ * then packed four at a time into three bytes. Which branch runs depends on the length only.
+ * Invalid characters are collected in one flag checked once at the end. */
 #include "b64url.h"
 
 #include <sodium.h>

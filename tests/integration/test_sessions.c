@@ -799,8 +799,8 @@ static void cached_sessions_die_with_every_revocation(void) {
       tc_expect_valid(b, tc_str(s, "sid"));
       tc_expect_valid(b, tc_str(other, "sid"));
       tc_expect_valid(b, tc_str(other, "sid"));
-      TT_ASSERT_MSG(tc_stat(b, hits) >= before + 2, "round %d path %d: validate never hit the cache",
-                    round, path);
+      TT_ASSERT_MSG(tc_stat(b, hits) >= before + 2,
+                    "round %d path %d: validate never hit the cache", round, path);
       json_t *r = NULL;
       switch (path) {
       case BY_SID: TT_EQ_INT(tc_revoke_n(a, "sid", tc_str(s, "sid")), 1); break;
@@ -819,8 +819,10 @@ static void cached_sessions_die_with_every_revocation(void) {
       }
       }
       tc_expect_unauthenticated(b, tc_str(s, "sid"));
-      if (path == REVOKE_ALL || path == USER_REVOKE) tc_expect_unauthenticated(b, tc_str(other, "sid"));
-      else tc_expect_valid(b, tc_str(other, "sid")); /* its neighbour in the cache lives on */
+      if (path == REVOKE_ALL || path == USER_REVOKE)
+        tc_expect_unauthenticated(b, tc_str(other, "sid"));
+      else
+        tc_expect_valid(b, tc_str(other, "sid")); /* its neighbour in the cache lives on */
       json_decref(r);
       json_decref(other);
       json_decref(s);

@@ -11,8 +11,9 @@
  * locked), so it stays coherent by forgetting: every write that changes or removes a session
  * forgets it in its done, on the loop thread, before the caller hears of it: touch, rotate,
  * revoke by sid or handle (the writer names the hash), revoke_all and user_revoke (the writer
- * lists the hashes it deleted: lmdb_gone; a very long list flushes the cache instead). A get between the submit and the done may fill the old
- * record again: it is what the snapshot still shows until the commit, and the done forgets it.
+ * lists the hashes it deleted: lmdb_gone; a very long list flushes the cache instead). A get
+ * between the submit and the done may fill the old record again: it is what the snapshot
+ * still shows until the commit, and the done forgets it.
  * After the done, reads renew the snapshot (deliver_done ended it), so no fill brings the old
  * record back. The sweeper deletes only sessions already expired at its own clock: a cached
  * copy is judged at the later of the caller's now and the sweeper's last (ts_sweeper_now), so a
