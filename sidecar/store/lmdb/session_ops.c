@@ -158,7 +158,7 @@ void lmdb_session_get(ts_backend *b, const uint8_t hash[TS_HASH_BYTES], int64_t 
   if (rc == 0 && !ts_session_decode(raw, len, &rec)) rc = TS_EIO;
   if (rc == 0 && !ts_session_alive(&rec, now)) rc = TS_ENOTFOUND;
   if (rc && rc != TS_ENOTFOUND) rc = TS_EUNAVAILABLE;
-  if (rc == 0 && lb->cache)
+  if (rc == 0 && lb->cache && len <= TS_RCACHE_RECORD_MAX) /* else its slot's tenant stays */
     ts_rcache_fill(lb->cache, hash, ts_rcache_filling(lb->cache, hash), raw, len);
   done(ctx, rc, rc ? NULL : &rec); /* rec points into the snapshot: valid while done runs */
 }
