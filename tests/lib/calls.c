@@ -315,6 +315,8 @@ void tc_wait_wall_until(int64_t second) {
   }
 }
 
+bool tc_before_second(int64_t second) { return wall_ns() < second * 1000000000; }
+
 /* Waits for the next wall-clock second to begin and returns it, so that a few requests fit
  * well inside one second. */
 int64_t tc_start_of_next_second(void) {

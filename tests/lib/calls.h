@@ -140,6 +140,10 @@ int tc_cmp_str(const void *a, const void *b);
  * daemon reads: on Linux it is the coarse clock, which turns a few milliseconds after
  * CLOCK_REALTIME does. Refuses to wait 30 s or more. */
 void tc_wait_wall_until(int64_t second);
+/* True while the fine wall clock (CLOCK_REALTIME, read now) is before `second`. Read after a
+ * reply, it proves the answer came before that second began on every clock involved: the
+ * daemon's coarse time() and Redis's key expiry (milliseconds on the fine clock) alike. */
+bool tc_before_second(int64_t second);
 /* Waits for the next wall-clock second to begin and returns it, so that a few requests fit
  * well inside one second. */
 int64_t tc_start_of_next_second(void);
