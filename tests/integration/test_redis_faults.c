@@ -266,7 +266,9 @@ static void redis_absent_at_start_is_waited_for(void) {
   snprintf(r.sock, sizeof(r.sock), "%s/redis.sock", r.dir);
   snprintf(r.url, sizeof(r.url), "redis+unix://%s", r.sock);
   td_daemon d;
-  const char *extra[] = {"--store", r.url, NULL};
+  /* 2 s: what is tested is the wait for Redis, not the deadline (a slow fsync must not fail
+   * the validate below) */
+  const char *extra[] = {"--store", r.url, "--redis-timeout", "2000", NULL};
   td_start(&d, extra);
   tessera_client *c = tc_client(&d);
   char sid[64];
@@ -299,7 +301,7 @@ static void the_password_is_never_logged(void) {
   snprintf(url, sizeof(url), "%s", r.url); /* unix: the password from the environment */
   setenv("TESSERA_REDIS_PASSWORD", "s3cret-pw-123", 1);
   td_daemon d;
-  const char *extra[] = {"--store", url, NULL};
+  const char *extra[] = {"--store", url, "--redis-timeout", "2000", NULL}; /* not under test */
   td_start(&d, extra);
   tessera_client *c = tc_client(&d);
   json_t *s = tc_create_sub(c, "hal");
