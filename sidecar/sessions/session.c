@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define REC_VERSION 1u
 
@@ -89,6 +90,14 @@ bool ts_session_decode(const uint8_t *buf, size_t len, ts_session_rec *r) {
   return true;
 }
 
+/* A new handle: milliseconds since the epoch (6 bytes, big-endian), then 10 random bytes. */
+static void new_handle(uint8_t handle[TS_HANDLE_BYTES]) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  for (int i = 0; i < 6; i++) handle[i] = (uint8_t)(ms >> (40 - 8 * i));
+  randombytes_buf(handle + 6, TS_HANDLE_BYTES - 6);
+}
 
 int ts_session_prepare(ts_session_new *n, const char *sub, size_t sub_len, int64_t now,
                        int64_t ttl, int64_t idle_ttl, const msgpack_object *data,
@@ -108,7 +117,7 @@ int ts_session_prepare(ts_session_new *n, const char *sub, size_t sub_len, int64
       .ua = ua && ua->present ? ua->str : "", .ua_len = ua && ua->present ? ua->len : 0,
       .data = (const uint8_t *)data_buf.data, .data_len = data_buf.size};
   randombytes_buf(n->sid, TS_SID_BYTES);
-  randombytes_buf(rec.handle, TS_HANDLE_BYTES);
+  new_handle(rec.handle);
   memcpy(n->handle, rec.handle, TS_HANDLE_BYTES);
   ts_session_hash(n->sid, n->hash);
   n->expires_at = rec.expires_at;

@@ -4,8 +4,11 @@
  * ts_session_alive is the one predicate every backend and the sweeper use. Only hash(sid)
  * (BLAKE2b-256 of the 32 random bytes) is ever stored, never the sid: a copy of a store
  * reveals no live session id, and lookups by the hash say nothing about the sid by timing.
- * The handle (16 random bytes) names a session to its user (session.list, revoke by handle)
- * without being a credential.
+ * The handle (16 bytes: the creation time in milliseconds, big-endian in 6 bytes, then 10
+ * random bytes) names a session to its user (session.list, revoke by handle) without being a
+ * credential. Time first, so handle order is creation order (a user's devices list oldest
+ * first), and so the store's handle indexes grow at one end: a group commit of new sessions
+ * writes a page or two of them instead of one scattered page per session.
  *
  * Ownership: a ts_session_rec only points (into a store's memory, a reply, or a buffer the
  * caller owns); a ts_session_new owns its encoded record and its secret sid until

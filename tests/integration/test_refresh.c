@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ID_CHARS 22 /* family ids, jtis and handles: 16 random bytes, base64url */
+#define ID_CHARS 22 /* family ids, jtis and handles: 16 bytes, base64url */
 
 static int count_of(const char *haystack, const char *needle) {
   int n = 0;

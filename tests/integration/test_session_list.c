@@ -265,6 +265,45 @@ static void list_is_paged(void) {
   tc_stop_clean(&d);
 }
 
+/* Handle order is creation order: each session here is created in a later millisecond than the
+ * reply to the one before (waited for on the wall clock), and the list gives them back oldest
+ * first, on one page and across pages of one. */
+static void list_is_oldest_first(void) {
+  td_daemon d;
+  td_start(&d, NULL);
+  tessera_client *c = tc_client(&d);
+  enum { N = 5 };
+  char handles[N][TC_HANDLE_CHARS + 1];
+  for (int i = 0; i < N; i++) {
+    json_t *s = tc_create_sub(c, "olive");
+    snprintf(handles[i], sizeof(handles[i]), "%s", tc_str(s, "handle"));
+    json_decref(s);
+    int64_t replied_ms = tc_wall_ns() / 1000000;
+    while (tc_wall_ns() / 1000000 <= replied_ms) {} /* the next millisecond, on the clock */
+  }
+  json_t *l = tc_call_ok(c, "session.list", json_pack("{s:s}", "sub", "olive"));
+  json_t *arr = json_object_get(l, "sessions");
+  TT_EQ_INT(json_array_size(arr), N);
+  for (int i = 0; i < N; i++)
+    TT_EQ_STR(tc_str(json_array_get(arr, (size_t)i), "handle"), handles[i]);
+  json_decref(l);
+  char *after = NULL;
+  for (int i = 0; i < N; i++) {
+    json_t *page = tc_call_ok(c, "session.list", after ? json_pack("{s:s, s:i, s:s}", "sub",
+                              "olive", "limit", 1, "after", after) : json_pack("{s:s, s:i}",
+                              "sub", "olive", "limit", 1));
+    TT_EQ_INT(json_array_size(json_object_get(page, "sessions")), 1);
+    TT_EQ_STR(tc_str(json_array_get(json_object_get(page, "sessions"), 0), "handle"), handles[i]);
+    free(after);
+    json_t *nx = json_object_get(page, "next");
+    after = nx ? strdup(json_string_value(nx)) : NULL;
+    json_decref(page);
+  }
+  free(after);
+  tessera_close(c);
+  tc_stop_clean(&d);
+}
+
 /* ---- revoke_all ------------------------------------------------------------------------- */
 
 static void revoke_all_with_and_without_except(void) {
@@ -687,6 +726,7 @@ static const tt_case cases[] = {
     TT_CASE(non_canonical_handles_name_nothing),
     TT_CASE(list_when_reads_fail_is_unavailable),
     TT_CASE(list_is_paged),
+    TT_CASE(list_is_oldest_first),
     TT_CASE(revoke_all_with_and_without_except),
     TT_CASE(revoke_all_of_a_sub_with_many_sessions),
     TT_CASE(sweeper_deletes_100k_expired),

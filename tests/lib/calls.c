@@ -295,7 +295,7 @@ long long tc_revoke_n(tessera_client *c, const char *key, const char *value) {
   return n;
 }
 
-static int64_t wall_ns(void) {
+int64_t tc_wall_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
@@ -306,7 +306,7 @@ static int64_t wall_ns(void) {
  * turns a few milliseconds after CLOCK_REALTIME does. */
 void tc_wait_wall_until(int64_t second) {
   while ((int64_t)time(NULL) < second) {
-    int64_t left = second * 1000000000 - wall_ns();
+    int64_t left = second * 1000000000 - tc_wall_ns();
     TT_ASSERT_MSG(left < 30 * 1000000000LL, "refusing to wait %lld s",
                   (long long)(left / 1000000000));
     if (left < 1000000) left = 1000000; /* past it on the fine clock: the coarse one follows */
@@ -315,7 +315,7 @@ void tc_wait_wall_until(int64_t second) {
   }
 }
 
-bool tc_before_second(int64_t second) { return wall_ns() < second * 1000000000; }
+bool tc_before_second(int64_t second) { return tc_wall_ns() < second * 1000000000; }
 
 /* Waits for the next wall-clock second to begin and returns it, so that a few requests fit
  * well inside one second. */

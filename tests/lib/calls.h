@@ -102,7 +102,7 @@ size_t tc_jwks_count(const json_t *set);
 /* ---- sessions -------------------------------------------------------------------------- */
 
 #define TC_SID_CHARS 43    /* a sid: 32 random bytes, base64url */
-#define TC_HANDLE_CHARS 22 /* a handle: 16 random bytes, base64url */
+#define TC_HANDLE_CHARS 22 /* a handle: 16 bytes (creation ms, then random), base64url */
 
 /* session.create with params (stolen) / with {sub}; the result. */
 json_t *tc_create(tessera_client *c, json_t *params);
@@ -144,6 +144,8 @@ void tc_wait_wall_until(int64_t second);
  * reply, it proves the answer came before that second began on every clock involved: the
  * daemon's coarse time() and Redis's key expiry (milliseconds on the fine clock) alike. */
 bool tc_before_second(int64_t second);
+/* The fine wall clock (CLOCK_REALTIME) in nanoseconds. */
+int64_t tc_wall_ns(void);
 /* Waits for the next wall-clock second to begin and returns it, so that a few requests fit
  * well inside one second. */
 int64_t tc_start_of_next_second(void);
