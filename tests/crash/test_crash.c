@@ -752,6 +752,7 @@ static void torn_transaction_is_not_half_applied(void) {
   if (!tr_env_redis()) tt_skip("Redis's AOF (LMDB's atomicity: kill9_under_write_load)");
   memset(&g, 0, sizeof(g));
   g.redis = true;
+  g.extra[0] = "--redis-timeout", g.extra[1] = "2000"; /* the deadline is not under test */
   td_start(&g.d, g.extra);
   tessera_client *c = client_of(&g.d);
   json_t *kept = call_ok(c, "session.create", json_pack("{s:s}", "sub", "kept"));
