@@ -668,7 +668,12 @@ static void rotate_replaces_the_sid(void) {
                                      "data", "cart", "3 items", "client", "ua", "Edge"));
   const char *old = tc_str(r, "sid");
   tc_expect_valid(other, old);
+  /* In a later second than the create, so the rotation moves the idle expiry (and LMDB's
+   * expiry index entry with it: the old entry must go, not linger beside the new one). */
+  tc_wait_wall_until((int64_t)time(NULL) + 1);
   json_t *n = tc_call_ok(c, "session.rotate", json_pack("{s:s}", "sid", old));
+  TT_ASSERT(tc_int(n, "idle_expires_at") > tc_int(r, "idle_expires_at"));
+  if (!tr_env_redis()) TT_EQ_INT(tc_stat(c, "expiry_index"), 1); /* LMDB's own index */
   TT_EQ_INT(json_object_size(n), 6);
   const char *sid = tc_str(n, "sid");
   TT_ASSERT(tc_is_b64url(sid, TC_SID_CHARS));

@@ -193,12 +193,15 @@ static int apply_rotate(ts_txn *t, ts_write *w) {
   int rc = ts_session_get(t, op->hash, &rec);
   if (rc) return rc;
   if (!ts_session_alive(&rec, op->now)) return TS_ENOTFOUND;
+  int64_t seen = rec.last_seen_at;
   rec.last_seen_at = op->now; /* rotation is activity */
   /* A copy: rec points into pages the delete frees; the copy is also what done hands on. */
   op->rec = ts_session_encode(&rec, &op->rec_len);
   if (!op->rec) return TS_ENOMEM;
   ts_session_decode(op->rec, op->rec_len, &rec);
-  rc = ts_session_delete(t, op->hash, &rec);
+  ts_session_rec stored = rec; /* the expiry entry to delete is the stored record's */
+  stored.last_seen_at = seen;
+  rc = ts_session_delete(t, op->hash, &stored);
   if (!rc) rc = ts_session_put(t, op->new_hash, &rec);
   return rc;
 }
