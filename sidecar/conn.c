@@ -350,16 +350,21 @@ static void update_reading(ts_conn *c) {
 }
 
 /* Dispatches the complete messages in buf while backpressure and the budget allow, then
- * compacts. A connection with messages left over from its budget goes on the backlog. */
+ * compacts. A connection with messages left over from its budget goes on the backlog. The
+ * budget is per loop turn, not per pass: libuv reads a readable socket up to 32 times in one
+ * poll phase, and a small buffer makes each read a small pass. */
 static void process_buffer(ts_conn *c) {
   const ts_config *cfg = c->server->cfg;
   const ts_scan_limits lim = {cfg->max_message, cfg->max_depth + 2 /* the envelope's arrays */};
   size_t off = 0;
-  unsigned budget = TS_CONN_BUDGET;
+  if (c->budget_turn != c->server->turn) { /* the first pass of this loop turn */
+    c->budget_turn = c->server->turn;
+    c->budget_left = TS_CONN_BUDGET;
+  }
   bool spent = false;
   c->in_process = true;
   while (!c->closing && off < c->used && !backpressured(c)) {
-    if (budget == 0) {
+    if (c->budget_left == 0) {
       spent = true;
       break;
     }
@@ -375,7 +380,7 @@ static void process_buffer(ts_conn *c) {
     ts_scan_init(&c->scan);
     int rc = ts_dispatch_message(c, c->buf + off, (size_t)n);
     off += (size_t)n;
-    budget--;
+    c->budget_left--;
     if (rc < 0) {
       c->server->stats.closed_protocol++;
       ts_log(TS_LOG_INFO, "protocol violation; connection closed", "{s:I, s:s}", "conn",
@@ -411,6 +416,7 @@ static void process_buffer(ts_conn *c) {
  * then every connection with replies is flushed (one write each). */
 static void on_check(uv_check_t *h) {
   ts_server *s = h->data;
+  s->turn++; /* a new turn: every connection's budget is whole again */
   serve_backlog(s);
   flush_all(s);
 }
@@ -422,6 +428,7 @@ static void loop_ready(ts_server *s) {
   if (s->loop_ready) return;
   s->loop_ready = true;
   msgpack_zone_init(&s->zone, MSGPACK_ZONE_CHUNK_SIZE);
+  s->turn = 1; /* a new connection's budget_turn is 0: its first pass has a whole budget */
   uv_check_init(s->loop, &s->flush_check);
   uv_prepare_init(s->loop, &s->flush_prepare);
   uv_idle_init(s->loop, &s->backlog_idle);

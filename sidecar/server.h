@@ -22,10 +22,11 @@
  * A subscriber's replies are flushed at once, so they keep their place among the feed's
  * notifications (events.c writes those directly).
  *
- * Fairness: one pass over a connection's input dispatches at most TS_CONN_BUDGET messages;
- * a connection with more waiting stops reading and goes on the server's backlog list, served
- * again after the other connections' I/O of this loop turn (an idle handle keeps the loop
- * from sleeping meanwhile). */
+ * Fairness: a connection dispatches at most TS_CONN_BUDGET messages per loop turn (the turn
+ * counter moves at each check phase), however many reads the poll phase gives it; a
+ * connection with more waiting stops reading and goes on the server's backlog list, served
+ * again with a whole budget after the other connections' I/O of this loop turn (an idle
+ * handle keeps the loop from sleeping meanwhile). */
 #ifndef TS_SERVER_H
 #define TS_SERVER_H
 
@@ -38,7 +39,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
-/* Messages one pass over a connection's input may dispatch before the others get their turn. */
+/* Messages one connection may dispatch per loop turn before the others get theirs. */
 #define TS_CONN_BUDGET 32
 
 typedef struct ts_server ts_server;
@@ -64,6 +65,7 @@ struct ts_server {
   ts_conn *dirty;   /* connections with buffered replies to flush before the loop sleeps */
   ts_conn *backlog; /* connections with messages left over from their budget (FIFO) */
   ts_conn *backlog_tail;
+  uint64_t turn;    /* loop turns, counted at each check phase: the budget's period */
   uv_check_t flush_check;     /* after the poll phase: serve the backlog, flush */
   uv_prepare_t flush_prepare; /* before the loop sleeps: flush what timers/callbacks wrote */
   uv_idle_t backlog_idle;     /* active while the backlog is not empty: the loop never sleeps */
@@ -93,6 +95,8 @@ struct ts_conn {
   ts_conn *dirty_next, *backlog_next;
   bool dirty, backlogged, in_process, pressed; /* pressed: reading paused by backpressure */
   uint64_t msg_since; /* uv_now when the incomplete message at buf[0] began */
+  uint64_t budget_turn; /* the server turn budget_left belongs to */
+  unsigned budget_left; /* messages it may still dispatch in that turn */
   bool reading, eof, closing, paused;
   unsigned handles_open; /* pipe + timer, to free the conn after both close callbacks */
   uint32_t uid, gid;

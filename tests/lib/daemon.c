@@ -1,3 +1,4 @@
+/* tests/lib/daemon.c: starting, stopping, pausing and reading the real tesserad (daemon.h). */
 #include "daemon.h"
 
 #include "tt.h"
@@ -172,6 +173,16 @@ void td_kill9(td_daemon *d) {
   while (waitpid(d->pid, &st, 0) < 0 && errno == EINTR) {}
   d->pid = 0;
 }
+
+void td_pause(td_daemon *d) {
+  TT_ASSERT(d->pid > 0 && kill(d->pid, SIGSTOP) == 0);
+  int st;
+  pid_t got;
+  while ((got = waitpid(d->pid, &st, WUNTRACED)) < 0 && errno == EINTR) {}
+  TT_ASSERT_MSG(got == d->pid && WIFSTOPPED(st), "the daemon did not stop (status %d)", st);
+}
+
+void td_resume(td_daemon *d) { TT_ASSERT(d->pid > 0 && kill(d->pid, SIGCONT) == 0); }
 
 void td_cleanup(td_daemon *d) {
   tr_stop(&d->redis);

@@ -34,6 +34,9 @@ void td_start(td_daemon *d, const char *const *extra);
 int td_stop(td_daemon *d);
 /* SIGKILL and wait. */
 void td_kill9(td_daemon *d);
+/* SIGSTOP, returning once the daemon is stopped; td_resume continues it (SIGCONT). */
+void td_pause(td_daemon *d);
+void td_resume(td_daemon *d);
 /* Removes the temp dir (the daemon must be stopped). */
 void td_cleanup(td_daemon *d);
 /* Resident set size of the daemon, in KiB. */

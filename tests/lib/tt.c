@@ -1,3 +1,4 @@
+/* tests/lib/tt.c: the test runner: forked cases, time limits, TAP output (tt.h). */
 #include "tt.h"
 
 #include <signal.h>

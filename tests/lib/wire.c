@@ -1,3 +1,4 @@
+/* tests/lib/wire.c: raw msgpack-rpc over a Unix socket, with deadlines (wire.h). */
 #include "wire.h"
 
 #include "tt.h"
