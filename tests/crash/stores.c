@@ -19,41 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int run_tool(char *out, size_t cap, const char *const *argv) {
-  int pfd[2];
-  TT_ASSERT(pipe2(pfd, O_CLOEXEC) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  TT_ASSERT(pid >= 0);
-  if (pid == 0) {
-    dup2(pfd[1], 1);
-    dup2(pfd[1], 2);
-    close(pfd[0]);
-    close(pfd[1]);
-    execvp(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  close(pfd[1]);
-  size_t got = 0;
-  for (;;) {
-    char tmp[65536];
-    ssize_t k = read(pfd[0], tmp, sizeof(tmp));
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    if (!out) continue;
-    size_t take = cap > got + 1 ? cap - got - 1 : 0;
-    if ((size_t)k < take) take = (size_t)k;
-    memcpy(out + got, tmp, take);
-    got += take;
-  }
-  if (out && cap) out[got] = 0;
-  close(pfd[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Entries of table name in `mdb_stat -a` output, or -1. */
 static long long entries_of(const char *out, const char *name) {
   char head[64];
@@ -80,7 +45,7 @@ int lmdb_readers_of(const char *out, pid_t pid) {
 int lmdb_scan_offline(const char *data, int cycle, pid_t dead_pid) {
   static char out[65536];
   const char *stat_argv[] = {"mdb_stat", "-e", "-a", "-r", data, NULL};
-  int rc = run_tool(out, sizeof(out), stat_argv);
+  int rc = tt_run(stat_argv, NULL, out, sizeof(out), TT_RUN_ERR_TO_OUT);
   TT_ASSERT_MSG(rc == 0, "cycle %d: mdb_stat -e -a -r exited %d:\n%s", cycle, rc, out);
   long long sessions = entries_of(out, "sessions"), handles = entries_of(out, "handles"),
             by_sub = entries_of(out, "by_sub"), families = entries_of(out, "families"),
@@ -104,7 +69,7 @@ int lmdb_scan_offline(const char *data, int cycle, pid_t dead_pid) {
                 feed);
   int stale = lmdb_readers_of(out, dead_pid);
   const char *dump_argv[] = {"mdb_dump", "-a", data, NULL};
-  rc = run_tool(NULL, 0, dump_argv);
+  rc = tt_run(dump_argv, NULL, NULL, 0, TT_RUN_ERR_TO_OUT);
   TT_ASSERT_MSG(rc == 0, "cycle %d: mdb_dump -a (a full scan) exited %d", cycle, rc);
   return stale;
 }
@@ -112,7 +77,7 @@ int lmdb_scan_offline(const char *data, int cycle, pid_t dead_pid) {
 void lmdb_readers_cleared(const char *data, int cycle, pid_t dead_pid) {
   static char out[65536];
   const char *argv[] = {"mdb_stat", "-r", data, NULL};
-  run_tool(out, sizeof(out), argv); /* mdb_stat -r exits 1 after listing: not checked */
+  tt_run(argv, NULL, out, sizeof(out), TT_RUN_ERR_TO_OUT); /* mdb_stat -r exits 1 after listing: not checked */
   TT_ASSERT_MSG(strstr(out, "Reader Table Status") != NULL, "mdb_stat -r: %s", out);
   int left = lmdb_readers_of(out, dead_pid);
   TT_ASSERT_MSG(left == 0, "cycle %d: %d reader slots of the killed daemon (pid %d) remain "

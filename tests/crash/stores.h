@@ -25,10 +25,6 @@ void crash_abort(void);
   } while (0)
 #define TT_ASSERT(cond) TT_ASSERT_MSG(cond, "assertion failed: %s", #cond)
 
-/* Runs argv; its stdout (and stderr) into out (NUL-terminated; NULL: discarded). Returns the
- * exit status, or -1 if it did not exit normally. */
-int run_tool(char *out, size_t cap, const char *const *argv);
-
 /* ---- LMDB ---- */
 
 /* Reader slots of pid in `mdb_stat -r` output. */

@@ -689,7 +689,7 @@ static void stale_reader_slot_cleared_at_start(void) {
   holder_stop(&reader);
   static char out[65536];
   const char *argv[] = {"mdb_stat", "-r", g.d.data, NULL};
-  run_tool(out, sizeof(out), argv);
+  tt_run(argv, NULL, out, sizeof(out), TT_RUN_ERR_TO_OUT);
   TT_ASSERT_MSG(lmdb_readers_of(out, dead) == 1, "the killed reader's slot is not listed:\n%s",
                 out);
   TT_ASSERT_MSG(WIFEXITED(td_stop(&g.d)), "SIGTERM");

@@ -261,67 +261,26 @@ int td_launch_refused(td_daemon *d) {
 
 int td_cli(const td_daemon *d, const char *input, char *out, size_t cap, char *err, size_t errcap,
            const char *const *args) {
+  const char *argv[32];
+  int n = 0;
+  argv[n++] = TESSERA_CLI_PATH;
+  argv[n++] = "--socket";
+  argv[n++] = d->socket;
+  for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+  argv[n] = NULL;
   char errpath[256];
   snprintf(errpath, sizeof(errpath), "%s/cli.stderr", d->dir);
-  int in[2], outp[2];
-  TT_ASSERT(pipe(in) == 0 && pipe(outp) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  TT_ASSERT(pid >= 0);
-  if (pid == 0) {
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = TESSERA_CLI_PATH;
-    argv[n++] = "--socket";
-    argv[n++] = d->socket;
-    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    if (err) {
-      int efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (efd < 0) _exit(127);
-      dup2(efd, 2);
-      close(efd);
-    }
-    dup2(in[0], 0);
-    dup2(outp[1], 1);
-    close(in[0]), close(in[1]), close(outp[0]), close(outp[1]);
-    execv(TESSERA_CLI_PATH, (char *const *)argv);
-    _exit(127);
-  }
-  close(in[0]);
-  close(outp[1]);
-  if (input) {
-    size_t len = strlen(input), done = 0;
-    while (done < len) {
-      ssize_t w = write(in[1], input + done, len - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break; /* the CLI did not read it: it will say so */
-      done += (size_t)w;
-    }
-  }
-  close(in[1]);
-  size_t got = 0;
-  for (;;) {
-    char tmp[4096];
-    ssize_t k = read(outp[0], tmp, sizeof(tmp));
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    size_t room = cap > got + 1 ? cap - got - 1 : 0, take = (size_t)k < room ? (size_t)k : room;
-    memcpy(out + got, tmp, take);
-    got += take;
-  }
-  if (cap) out[got] = 0;
-  close(outp[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  int efd = -1;
+  if (err) TT_ASSERT((efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0);
+  int st = tt_run(argv, input, out, cap, efd);
+  if (efd >= 0) close(efd);
   if (err && errcap) {
     FILE *f = fopen(errpath, "r");
-    size_t n = f ? fread(err, 1, errcap - 1, f) : 0;
-    err[n] = 0;
+    size_t k = f ? fread(err, 1, errcap - 1, f) : 0;
+    err[k] = 0;
     if (f) fclose(f);
   }
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return st;
 }
 
 char *td_read_file(const char *path, size_t *len) {

@@ -102,46 +102,6 @@ void tr_kill9(tr_redis *r) { reap(r, SIGKILL); }
 void tr_pause(tr_redis *r) { TT_ASSERT(r->pid > 0 && kill(r->pid, SIGSTOP) == 0); }
 void tr_resume(tr_redis *r) { TT_ASSERT(r->pid > 0 && kill(r->pid, SIGCONT) == 0); }
 
-/* Runs argv (PATH lookup) with input (NULL: nothing; it must fit in a pipe, under PIPE_BUF,
- * since it is written before any output is read) on its stdin; its stdout into out (cap, the
- * rest read and dropped). Returns the exit status, -1 if it did not exit. */
-static int run(const char *const *argv, const char *input, char *out, size_t cap) {
-  int in[2], o[2];
-  TT_ASSERT(pipe(in) == 0 && pipe(o) == 0);
-  fflush(stdout);
-  pid_t pid = fork();
-  TT_ASSERT(pid >= 0);
-  if (pid == 0) {
-    dup2(in[0], 0);
-    dup2(o[1], 1);
-    close(in[0]);
-    close(in[1]);
-    close(o[0]);
-    close(o[1]);
-    execvp(argv[0], (char *const *)argv);
-    _exit(127);
-  }
-  close(in[0]);
-  close(o[1]);
-  if (input) { /* a child that exits without reading: EPIPE, not a SIGPIPE that ends the test */
-    void (*was)(int) = signal(SIGPIPE, SIG_IGN);
-    if (write(in[1], input, strlen(input)) < 0) {}
-    signal(SIGPIPE, was);
-  }
-  close(in[1]);
-  size_t got = 0;
-  ssize_t k;
-  char drop[4096];
-  while ((k = got + 1 < cap ? read(o[0], out + got, cap - 1 - got) : read(o[0], drop,
-                                                                           sizeof(drop))) > 0)
-    if (got + 1 < cap) got += (size_t)k;
-  out[got] = 0;
-  close(o[0]);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 int tr_cli(const tr_redis *r, char *out, size_t cap, const char *const *words) {
   const char *argv[40];
   int n = 0;
@@ -150,7 +110,7 @@ int tr_cli(const tr_redis *r, char *out, size_t cap, const char *const *words) {
   argv[n++] = r->sock;
   for (int i = 0; words[i] && n < 39; i++) argv[n++] = words[i];
   argv[n] = NULL;
-  return run(argv, NULL, out, cap);
+  return tt_run(argv, NULL, out, cap, -1);
 }
 
 /* A torn AOF tail (Redis killed inside a write) is cut by redis-check-aof --fix, which cuts a
@@ -160,9 +120,9 @@ static void fix_aof(tr_redis *r) {
   snprintf(manifest, sizeof(manifest), "%s/appendonlydir/appendonly.aof.manifest", r->dir);
   if (access(manifest, R_OK) != 0) return;
   const char *check[] = {"redis-check-aof", manifest, NULL};
-  if (run(check, NULL, out, sizeof(out)) == 0) return;
+  if (tt_run(check, NULL, out, sizeof(out), TT_RUN_ERR_TO_OUT) == 0) return;
   const char *fix[] = {"redis-check-aof", "--fix", manifest, NULL};
-  int st = run(fix, "y\n", out, sizeof(out));
+  int st = tt_run(fix, "y\n", out, sizeof(out), TT_RUN_ERR_TO_OUT);
   TT_ASSERT_MSG(st == 0 && strstr(out, "Successfully truncated"),
                 "redis-check-aof --fix %s: status %d:\n%s", manifest, st, out);
   r->aof_fixed++;

@@ -1,6 +1,9 @@
-/* tests/lib/tt.c: the test runner: forked cases, time limits, TAP output (tt.h). */
+/* tests/lib/tt.c: the test runner: forked cases, time limits, TAP output; and tt_run, the one
+ * way a test runs a helper program (tt.h). */
 #include "tt.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -15,6 +18,54 @@ void tt_fail(const char *file, int line, const char *fmt, ...) {
   va_end(ap);
   fflush(stderr);
   _exit(1);
+}
+
+int tt_run(const char *const *argv, const char *input, char *out, size_t cap, int err_fd) {
+  int in[2], o[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(o, O_CLOEXEC) != 0)
+    tt_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) tt_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+  if (pid == 0) { /* dup2 clears O_CLOEXEC on the copies */
+    dup2(in[0], 0);
+    dup2(o[1], 1);
+    if (err_fd >= 0) dup2(err_fd, 2);
+    else if (err_fd == TT_RUN_ERR_TO_OUT) dup2(o[1], 2);
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  close(in[0]);
+  close(o[1]);
+  if (input) { /* a child that exits without reading: EPIPE, not a SIGPIPE that ends the test */
+    void (*was)(int) = signal(SIGPIPE, SIG_IGN);
+    size_t len = strlen(input), done = 0;
+    while (done < len) {
+      ssize_t w = write(in[1], input + done, len - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      done += (size_t)w;
+    }
+    signal(SIGPIPE, was);
+  }
+  close(in[1]);
+  size_t got = 0;
+  for (;;) {
+    char tmp[65536];
+    ssize_t k = read(o[0], tmp, sizeof(tmp));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    size_t take = out && cap > got + 1 ? cap - got - 1 : 0;
+    if ((size_t)k < take) take = (size_t)k;
+    memcpy(out + got, tmp, take);
+    got += take;
+  }
+  if (out && cap) out[got] = 0;
+  close(o[0]);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 void tt_skip(const char *why) {

@@ -27,6 +27,14 @@ void tt_fail(const char *file, int line, const char *fmt, ...) __attribute__((no
 void tt_skip(const char *why) __attribute__((noreturn));
 #define TT_SKIP_EXIT 77
 
+/* Runs argv[0] (searched in PATH) with input on its stdin (NULL: empty; written before any
+ * output is read, so under a pipe's 64 KiB), its stdout into out
+ * (NUL-terminated, truncated to cap; out NULL: discarded). Its stderr goes to err_fd when that
+ * is >= 0, into out with stdout when TT_RUN_ERR_TO_OUT, else stays ours. Returns the exit
+ * status, 128 + the signal if it was killed. */
+#define TT_RUN_ERR_TO_OUT (-2)
+int tt_run(const char *const *argv, const char *input, char *out, size_t cap, int err_fd);
+
 #define TT_MAIN(cases) \
   int main(int argc, char **argv) { return tt_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0])); }
 #define TT_CASE(fn) {#fn, fn}
