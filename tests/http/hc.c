@@ -316,7 +316,10 @@ pid_t hc_start_caddy(const char *dir, int port, int tessera_port, int app_port) 
   setenv("TESSERA_HTTP", v, 1);
   snprintf(v, sizeof(v), "127.0.0.1:%d", app_port);
   setenv("APP_UPSTREAM", v, 1);
-  snprintf(v, sizeof(v), "127.0.0.1:%d", hc_free_port());
+  int admin; /* free now, and none of the ports chosen but not yet bound */
+  do admin = hc_free_port();
+  while (admin == port || admin == tessera_port || admin == app_port);
+  snprintf(v, sizeof(v), "127.0.0.1:%d", admin);
   setenv("CADDY_ADMIN", v, 1);
   setenv("HOME", dir, 1);
   snprintf(v, sizeof(v), "%s/data", dir);
