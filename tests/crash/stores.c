@@ -77,7 +77,8 @@ int lmdb_scan_offline(const char *data, int cycle, pid_t dead_pid) {
 void lmdb_readers_cleared(const char *data, int cycle, pid_t dead_pid) {
   static char out[65536];
   const char *argv[] = {"mdb_stat", "-r", data, NULL};
-  tt_run(argv, NULL, out, sizeof(out), TT_RUN_ERR_TO_OUT); /* mdb_stat -r exits 1 after listing: not checked */
+  /* mdb_stat -r exits 1 after listing: its status is not checked */
+  tt_run(argv, NULL, out, sizeof(out), TT_RUN_ERR_TO_OUT);
   TT_ASSERT_MSG(strstr(out, "Reader Table Status") != NULL, "mdb_stat -r: %s", out);
   int left = lmdb_readers_of(out, dead_pid);
   TT_ASSERT_MSG(left == 0, "cycle %d: %d reader slots of the killed daemon (pid %d) remain "
