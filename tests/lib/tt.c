@@ -56,8 +56,9 @@ int tt_run(const char *const *argv, const char *input, char *out, size_t cap, in
     ssize_t k = read(o[0], tmp, sizeof(tmp));
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) break;
-    size_t take = out && cap > got + 1 ? cap - got - 1 : 0;
+    size_t take = out && cap > got + 1 ? cap - got - 1 : 0; /* 0 when out is NULL */
     if ((size_t)k < take) take = (size_t)k;
+    if (take == 0) continue; /* the rest is read and dropped */
     memcpy(out + got, tmp, take);
     got += take;
   }
