@@ -350,13 +350,21 @@ static void disk_full(void) {
   TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
   for (int i = 0; i < acked.n; i++) tc_expect_valid(c, acked.sid[i]);
   /* Freeing space inside the store, on the full disk: revokes (one by one if revoke_all is
-   * refused), then the freed pages take new sessions. */
+   * refused). Whether the freed pages then take new sessions before the disk grows depends
+   * on where the random keys fell: LMDB reuses the pages a commit freed only after a later
+   * commit, and that one needs pages of its own, from older frees or past the end of the
+   * file (CI saw 0 creates fit once in many runs). The promise (SECURITY.md) is recovery once
+   * space returns, checked below; an operator keeps --max-store-bytes under the free space so
+   * the store's own cap, with its revocation reserve, is what fills. */
   int refused;
   bool bulk = free_room(c, "disk", &acked, &refused);
   sidset again = {0};
-  refill(c, p, acked.n, &again);
-  code = fill(c, p, 5000, &again);
-  TT_EQ_STR(code, "unavailable"); /* full again */
+  code = fill(c, p, acked.n / 2, &again);
+  fprintf(stderr, "after freeing %d sessions on the full disk: %d creates fit%s%s\n", acked.n,
+          again.n, code[0] ? ", then " : "", code);
+  TT_ASSERT(!code[0] || strcmp(code, "unavailable") == 0);
+  if (!code[0]) TT_EQ_STR(fill(c, p, 5000, &again), "unavailable"); /* full again */
+  TT_EQ_INT(tc_stat(c, "sessions"), again.n); /* every refused create left nothing behind */
   /* More disk: writes work again without a restart. */
   TT_ASSERT(mount(NULL, d.data, NULL, MS_REMOUNT, "size=8m,mode=0700") == 0);
   int before = again.n;
