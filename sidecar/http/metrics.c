@@ -171,6 +171,9 @@ void ts_http_metrics(ts_hconn *c) {
         (double)stat_of(&l, "redis_reconnects"));
     cache_metrics(&b, &l, "redis_cache");
   } else {
+    one(&b, "tessera_store_disk_short", "gauge",
+        "1 while the disk lacks room for the store's reserve (new data refused as at the cap).",
+        (double)stat_of(&l, "store_disk_short"));
     cache_metrics(&b, &l, "session_cache");
   }
 

@@ -298,6 +298,7 @@ static void metrics_parse_and_move(void) {
   TT_ASSERT(hc_prom_value(m0, "tessera_store_up") == 1);
   TT_ASSERT(hc_prom_value(m0, "tessera_redis_cache_hits_total") < 0); /* LMDB: none */
   TT_ASSERT(hc_prom_value(m0, "tessera_session_cache_hits_total") >= 0);
+  TT_ASSERT(hc_prom_value(m0, "tessera_store_disk_short") == 0); /* the disk holds the reserve */
   TT_ASSERT(strstr(m0, "ann") == NULL);
   json_t *s = create(c, "ann", NULL);
   hc_resp r;

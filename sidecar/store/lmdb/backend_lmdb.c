@@ -113,6 +113,8 @@ static void stats(ts_backend *b, ts_stat_list *l) {
     ts_stat_add(l, "store_bytes", info.used_bytes);
     ts_stat_add(l, "store_file_bytes", info.file_bytes);
     ts_stat_add(l, "store_max_bytes", info.max_bytes);
+    ts_stat_add(l, "store_disk_bytes", info.disk_bytes);
+    ts_stat_add(l, "store_disk_short", info.disk_short);
   }
   ts_writer_stats ws;
   ts_writer_stats_get(lb->writer, &ws);

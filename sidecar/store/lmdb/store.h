@@ -15,7 +15,8 @@
  * Errors: TS_ENOTFOUND (no such key), TS_EMAPFULL (the store is full: ts_store_put refuses new
  * data in a write transaction that began with the pages in use at --max-store-bytes minus a
  * reserve kept for deletes and revocations; at the cap itself LMDB refuses; the transaction
- * must then be aborted: nothing of it is written), TS_EIO, TS_ENOMEM. */
+ * must then be aborted: nothing of it is written; the same when the disk cannot hold the
+ * reserve, against the space allocated on it), TS_EIO, TS_ENOMEM. */
 #ifndef TS_STORE_H
 #define TS_STORE_H
 
@@ -52,6 +53,8 @@ typedef struct ts_store_info {
   uint64_t used_bytes;   /* pages in use in the file */
   uint64_t file_bytes;
   uint64_t max_bytes;
+  uint64_t disk_bytes;   /* of the data file, allocated on the disk ahead (the disk reserve) */
+  bool disk_short;       /* the disk could not hold the reserve: the tiers count against it */
   unsigned readers_cleared;
 } ts_store_info;
 

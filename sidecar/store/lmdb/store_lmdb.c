@@ -20,6 +20,21 @@
  * store that had answered "full" took new data again with nothing freed. Now an operation that
  * begins below a limit completes (overshooting by at most one operation's pages), and once the
  * limit is reached every operation of that tier is refused until something is deleted.
+ * The disk reserve: the cap's tiers only help if the disk can hold the pages they promise. A
+ * disk that other files filled would refuse a revocation as readily as a new session, and
+ * after a bulk delete no commit could reuse the freed pages (LMDB reuses a commit's frees only
+ * after a later commit, which needs pages of its own). So the data file keeps its reserve
+ * allocated on the disk ahead of use: each top-level write transaction, when it begins, makes
+ * sure the blocks up to the pages in the file plus the reserve are allocated (fallocate with
+ * FALLOC_FL_KEEP_SIZE: the file's size, and LMDB, do not see them; LMDB's writes past its end
+ * land in them without asking the disk for more). When the disk cannot give that much, the
+ * store takes what it can and is "short": the tiers then count against the bytes allocated
+ * instead of the cap (the reserve being at most half of them), so new data stops and
+ * revocations and deletes use what is allocated, as at the cap. Every write transaction
+ * begun while short (at most once a second) asks the disk again; when it gives the whole
+ * reserve, the cap rules again. A file system without fallocate leaves the store as it was.
+ * These fields are touched only in write transactions, under LMDB's writer lock; the gauges
+ * are atomic copies for sys.stats.
  * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
  * ts_store_sync being called periodically by the writer.
  * MDB_NOTLS: read transactions are tied to the transaction object, not the thread, so a reader
@@ -28,12 +43,17 @@
 
 #include "error.h"
 
+#include "log.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define SCHEMA_VERSION 1u
 
@@ -41,8 +61,12 @@ struct ts_store {
   MDB_env *env;
   MDB_dbi dbi[TS_T_COUNT_];
   size_t max_bytes;
-  size_t put_limit_pages; /* puts refused when the pages in use reach this (the reserve) */
-  size_t urgent_limit_pages, verified_limit_pages; /* the same for urgent puts (see above) */
+  size_t page_size, reserve_bytes; /* the reserve: see above (limit_pages) */
+  bool disk_reserve;        /* fallocate works here (else the disk reserve is off) */
+  uint64_t disk_end;        /* bytes of the data file allocated on the disk by us */
+  time_t disk_retry_at;     /* short: when to ask the disk again */
+  _Atomic uint64_t disk_end_gauge;
+  _Atomic bool disk_short;  /* the disk could not give the whole reserve */
   int cleared_at_open; /* stale reader slots cleared by ts_store_open, not yet reported */
   ts_txn *snap;        /* the loop thread's snapshot (ts_store_snapshot), kept between uses */
   bool snap_live;      /* snap holds a snapshot now (else it is reset, its slot kept) */
@@ -109,6 +133,77 @@ fail:
   return map_err(rc) == TS_EMAPFULL ? TS_EMAPFULL : TS_ECONFIG;
 }
 
+/* ---- the disk reserve (see the top of this file) -------------------------------------- */
+
+/* Allocates [disk_end, target) of the data file on the disk, or as much of it as the disk
+ * has, in halving steps down to 64 KiB. Returns false when fallocate is not supported. */
+static bool disk_grow(ts_store *s, int fd, uint64_t target) {
+  uint64_t step = target - s->disk_end;
+  while (s->disk_end < target && step >= 64 * 1024) {
+    if (step > target - s->disk_end) step = target - s->disk_end;
+    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)s->disk_end, (off_t)step) == 0) {
+      s->disk_end += step;
+    } else if (errno == EOPNOTSUPP || errno == ENOSYS) {
+      return false;
+    } else if (errno != EINTR) {
+      step /= 2; /* ENOSPC (or a quota): take a smaller piece */
+    }
+  }
+  return true;
+}
+
+/* Writer lock held (a write transaction of this thread is open), or no other thread yet. */
+static void disk_reserve_keep(ts_store *s) {
+  if (!s->disk_reserve) return;
+  MDB_envinfo ei;
+  int fd;
+  if (mdb_env_info(s->env, &ei) != 0 || mdb_env_get_fd(s->env, &fd) != 0) return;
+  uint64_t want = ((uint64_t)ei.me_last_pgno + 1) * s->page_size + s->reserve_bytes;
+  if (want > s->max_bytes) want = s->max_bytes;
+  bool was_short = atomic_load(&s->disk_short);
+  if (want > s->disk_end) {
+    if (was_short && time(NULL) < s->disk_retry_at) return;
+    /* Whole MiBs: most commits ask nothing. */
+    uint64_t unit = 1u << 20;
+    uint64_t target = (want + unit - 1) / unit * unit;
+    if (target > s->max_bytes) target = s->max_bytes;
+    if (target < want) target = want;
+    if (!disk_grow(s, fd, target)) {
+      s->disk_reserve = false;
+      atomic_store(&s->disk_short, false);
+      ts_log(TS_LOG_INFO, "the file system cannot allocate ahead; the store keeps no disk reserve",
+             NULL);
+      return;
+    }
+    atomic_store(&s->disk_end_gauge, s->disk_end);
+  }
+  bool is_short = s->disk_end < want;
+  if (is_short) s->disk_retry_at = time(NULL) + 1;
+  if (is_short == was_short) return;
+  atomic_store(&s->disk_short, is_short);
+  if (is_short)
+    ts_log(TS_LOG_WARN,
+           "the disk cannot hold the store's reserve: new data is refused before the disk is "
+           "full; revocations and deletes use the space allocated",
+           "{s:I, s:I}", "allocated_bytes", (json_int_t)s->disk_end, "wanted_bytes",
+           (json_int_t)want);
+  else
+    ts_log(TS_LOG_INFO, "the disk holds the store's reserve again", "{s:I}", "allocated_bytes",
+           (json_int_t)s->disk_end);
+}
+
+/* The pages in use at which a write transaction's puts of one tier are refused. share: the
+ * part of the reserve the tier leaves alone (1: new data leaves all of it, 2: revocations
+ * anyone could make up leave half, 8: verified revocations leave the margin). Against the cap,
+ * or, while the disk is short, against what is allocated (the reserve then at most half). */
+static size_t limit_pages(const ts_store *s, size_t share) {
+  size_t cap = (s->max_bytes - s->reserve_bytes / share) / s->page_size;
+  if (!atomic_load(&s->disk_short)) return cap;
+  uint64_t r = s->reserve_bytes < s->disk_end / 2 ? s->reserve_bytes : s->disk_end / 2;
+  size_t disk = (size_t)((s->disk_end - r / share) / s->page_size);
+  return disk < cap ? disk : cap;
+}
+
 int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t why_cap) {
   *out = NULL;
   if (mkdir(opt->dir, 0700) != 0 && errno != EEXIST) {
@@ -136,9 +231,9 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
   if (reserve < 256 * 1024) reserve = 256 * 1024;
   if (reserve > 64u * 1024 * 1024) reserve = 64u * 1024 * 1024;
   if (reserve > opt->max_bytes / 2) reserve = opt->max_bytes / 2;
-  s->put_limit_pages = (opt->max_bytes - reserve) / est.ms_psize;
-  s->urgent_limit_pages = (opt->max_bytes - reserve / 2) / est.ms_psize;
-  s->verified_limit_pages = (opt->max_bytes - reserve / 8) / est.ms_psize;
+  s->reserve_bytes = reserve;
+  s->page_size = est.ms_psize;
+  s->disk_reserve = true;
   int dead = 0;
   if (mdb_reader_check(s->env, &dead) == 0 && dead > 0) s->cleared_at_open = dead;
   if ((rc = open_tables(s, why, why_cap)) != 0) {
@@ -146,6 +241,7 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
     free(s);
     return rc;
   }
+  disk_reserve_keep(s); /* no other thread yet: as if under the writer lock */
   *out = s;
   return 0;
 }
@@ -205,6 +301,8 @@ int ts_store_info_get(ts_store *s, ts_store_info *info) {
   uint64_t pages = (uint64_t)ei.me_last_pgno + 1;
   info->used_bytes = (pages > free_pages ? pages - free_pages : 0) * est.ms_psize;
   info->max_bytes = s->max_bytes;
+  info->disk_bytes = atomic_load(&s->disk_end_gauge);
+  info->disk_short = atomic_load(&s->disk_short);
   const char *path;
   struct stat fst;
   char file[4096];
@@ -240,6 +338,7 @@ static int txn_new(ts_store *s, MDB_txn *parent, bool write, ts_txn **out) {
   t->store = s;
   t->write = write;
   t->reserve_all = false;
+  if (write && !parent) disk_reserve_keep(s);
   t->pages_at_start = write ? pages_in_use(t) : 0;
   *out = t;
   return 0;
@@ -315,7 +414,7 @@ static int put_raw(ts_txn *t, enum ts_table tb, const void *key, size_t klen, co
 
 int ts_store_put(ts_txn *t, enum ts_table tb, const void *key, size_t klen, const void *val,
                  size_t vlen) {
-  if (t->pages_at_start >= t->store->put_limit_pages) return TS_EMAPFULL; /* the delete reserve */
+  if (t->pages_at_start >= limit_pages(t->store, 1)) return TS_EMAPFULL; /* the reserve */
   return put_raw(t, tb, key, klen, val, vlen);
 }
 
@@ -323,7 +422,7 @@ void ts_store_reserve_all(ts_txn *t) { t->reserve_all = true; }
 
 int ts_store_put_urgent(ts_txn *t, enum ts_table tb, const void *key, size_t klen,
                         const void *val, size_t vlen) {
-  size_t limit = t->reserve_all ? t->store->verified_limit_pages : t->store->urgent_limit_pages;
+  size_t limit = limit_pages(t->store, t->reserve_all ? 8 : 2);
   if (t->pages_at_start >= limit) return TS_EMAPFULL;
   return put_raw(t, tb, key, klen, val, vlen);
 }
