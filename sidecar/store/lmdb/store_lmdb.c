@@ -64,7 +64,7 @@ struct ts_store {
   size_t page_size, reserve_bytes; /* the reserve: see above (limit_pages) */
   bool disk_reserve;        /* fallocate works here (else the disk reserve is off) */
   uint64_t disk_end;        /* bytes of the data file allocated on the disk by us */
-  time_t disk_retry_at;     /* short: when to ask the disk again */
+  uint64_t disk_retry_ms;   /* short: when to ask the disk again (monotonic ms) */
   _Atomic uint64_t disk_end_gauge;
   _Atomic bool disk_short;  /* the disk could not give the whole reserve */
   int cleared_at_open; /* stale reader slots cleared by ts_store_open, not yet reported */
@@ -152,6 +152,12 @@ static bool disk_grow(ts_store *s, int fd, uint64_t target) {
   return true;
 }
 
+static uint64_t monotonic_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
 /* Writer lock held (a write transaction of this thread is open), or no other thread yet. */
 static void disk_reserve_keep(ts_store *s) {
   if (!s->disk_reserve) return;
@@ -162,7 +168,7 @@ static void disk_reserve_keep(ts_store *s) {
   if (want > s->max_bytes) want = s->max_bytes;
   bool was_short = atomic_load(&s->disk_short);
   if (want > s->disk_end) {
-    if (was_short && time(NULL) < s->disk_retry_at) return;
+    if (was_short && monotonic_ms() < s->disk_retry_ms) return;
     /* Whole MiBs: most commits ask nothing. */
     uint64_t unit = 1u << 20;
     uint64_t target = (want + unit - 1) / unit * unit;
@@ -178,7 +184,7 @@ static void disk_reserve_keep(ts_store *s) {
     atomic_store(&s->disk_end_gauge, s->disk_end);
   }
   bool is_short = s->disk_end < want;
-  if (is_short) s->disk_retry_at = time(NULL) + 1;
+  if (is_short) s->disk_retry_ms = monotonic_ms() + 1000;
   if (is_short == was_short) return;
   atomic_store(&s->disk_short, is_short);
   if (is_short)
