@@ -483,6 +483,40 @@ static void disk_filled_by_another_file(void) {
   td_cleanup(&d);
 }
 
+/* A file system that cannot allocate ahead: the store keeps no disk reserve, says so once, and
+ * its cap alone bounds it, as before there was a disk reserve. */
+static void store_without_fallocate_keeps_the_cap(void) {
+  static const char *const args[] = {"--max-store-bytes", "1M", NULL};
+  td_daemon d;
+  TT_ASSERT(setenv("LD_PRELOAD", TT_FALLOCATE_UNSUPPORTED, 1) == 0); /* for the daemon only */
+  td_start(&d, args);
+  TT_ASSERT(unsetenv("LD_PRELOAD") == 0);
+  tessera_client *c = tc_client(&d);
+  json_t *tok = tc_call_ok(c, "token.issue", json_pack("{s:s}", "sub", "victim"));
+  json_t *pair = tc_call_ok(c, "token.pair", json_pack("{s:s}", "sub", "victim"));
+  json_t *p = fat_create("filler", 3584);
+  sidset acked = {0};
+  TT_EQ_STR(fill(c, p, 5000, &acked), "unavailable");
+  TT_ASSERT_MSG(acked.n >= 20, "only %d sessions fit", acked.n);
+  TT_EQ_INT(tc_stat(c, "store_disk_short"), 0);
+  TT_EQ_INT(tc_stat(c, "store_failed_commits"), 0); /* refused at the cap's reserve */
+  TT_EQ_INT(tc_stat(c, "sessions"), acked.n);
+  revoke_the_victim(c, tok);
+  expect_the_victim_revoked(c, tok, pair);
+  tessera_close(c);
+  tc_stop_ok(&d);
+  char *log = td_read_log(&d);
+  TT_ASSERT(log != NULL);
+  TT_ASSERT_MSG(strstr(log, "\"msg\":\"the file system cannot allocate ahead; the store keeps no "
+                            "disk reserve\"") != NULL, "no warning that the disk reserve is off");
+  free(log);
+  json_decref(tok);
+  json_decref(pair);
+  json_decref(p);
+  free(acked.sid);
+  td_cleanup(&d);
+}
+
 /* ---- the fd limit ----------------------------------------------------------------------- */
 
 static void fd_limit_sheds_and_recovers(void) {
@@ -850,6 +884,7 @@ static const tt_case cases[] = {
     TT_CASE(expired_sessions_drain_a_full_store),
     TT_CASE(disk_full),
     TT_CASE(disk_filled_by_another_file),
+    TT_CASE(store_without_fallocate_keeps_the_cap),
     TT_CASE(fd_limit_sheds_and_recovers),
     TT_CASE(paused_reading_is_not_a_message_timeout),
     TT_CASE(killed_reader_is_cleared),

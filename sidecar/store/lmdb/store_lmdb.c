@@ -27,12 +27,13 @@
  * allocated on the disk ahead of use: each top-level write transaction, when it begins, makes
  * sure the blocks up to the pages in the file plus the reserve are allocated (fallocate with
  * FALLOC_FL_KEEP_SIZE: the file's size, and LMDB, do not see them; LMDB's writes past its end
- * land in them without asking the disk for more). When the disk cannot give that much, the
- * store takes what it can and is "short": the tiers then count against the bytes allocated
- * instead of the cap (the reserve being at most half of them), so new data stops and
- * revocations and deletes use what is allocated, as at the cap. Every write transaction
- * begun while short (at most once a second) asks the disk again; when it gives the whole
- * reserve, the cap rules again. A file system without fallocate leaves the store as it was.
+ * land in them without asking the disk for more). When the disk cannot spare that much
+ * (disk_grow: never root's blocks nor the last 1/64 of the file system), the store takes what
+ * it can and is "short": the tiers then count against the bytes allocated instead of the cap
+ * (the reserve being at most half of them), so new data stops and revocations and deletes use
+ * what is allocated, as at the cap. A write transaction begun while short (at most once a
+ * second) asks the disk again; when it gives the whole reserve, the cap rules again. A file
+ * system without fallocate leaves the store as it was (a warning at start).
  * These fields are touched only in write transactions, under LMDB's writer lock; the gauges
  * are atomic copies for sys.stats.
  * Durability: full (default) commits with fsync; relaxed opens with MDB_NOSYNC and relies on
@@ -53,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #define SCHEMA_VERSION 1u
@@ -135,21 +137,33 @@ fail:
 
 /* ---- the disk reserve (see the top of this file) -------------------------------------- */
 
-/* Allocates [disk_end, target) of the data file on the disk, or as much of it as the disk
- * has, in halving steps down to 64 KiB. Returns false when fallocate is not supported. */
-static bool disk_grow(ts_store *s, int fd, uint64_t target) {
-  uint64_t step = target - s->disk_end;
-  while (s->disk_end < target && step >= 64 * 1024) {
-    if (step > target - s->disk_end) step = target - s->disk_end;
-    if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)s->disk_end, (off_t)step) == 0) {
-      s->disk_end += step;
-    } else if (errno == EOPNOTSUPP || errno == ENOSYS) {
-      return false;
-    } else if (errno != EINTR) {
-      step /= 2; /* ENOSPC (or a quota): take a smaller piece */
-    }
+/* What growing found: done (all of target allocated, or what the disk could spare of it),
+ * or the file system cannot allocate ahead. */
+enum { GROW_DONE, GROW_UNSUPPORTED };
+
+/* Allocates [disk_end, target) of the data file, or as much of it as the disk can spare: never
+ * more than the free space unprivileged users may take (f_bavail, so root's reserved blocks
+ * stay free), less a headroom left to the other files (1/64 of the file system, 64 KiB to
+ * 256 MiB), and in one call, so an ENOSPC cannot leave a half-done allocation behind (ext4
+ * keeps the blocks of a failed fallocate). */
+static int disk_grow(ts_store *s, int fd, uint64_t target) {
+  struct statvfs fs;
+  if (fstatvfs(fd, &fs) != 0) return GROW_DONE;
+  uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+  uint64_t headroom = (uint64_t)fs.f_blocks * fs.f_frsize / 64;
+  if (headroom < 64 * 1024) headroom = 64 * 1024;
+  if (headroom > 256u << 20) headroom = 256u << 20;
+  uint64_t ask = target - s->disk_end;
+  if (ask > (avail > headroom ? avail - headroom : 0)) ask = avail > headroom ? avail - headroom : 0;
+  ask -= ask % s->page_size;
+  if (ask == 0) return GROW_DONE;
+  int rc;
+  while ((rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)s->disk_end, (off_t)ask)) != 0 &&
+         errno == EINTR) {
   }
-  return true;
+  if (rc == 0) s->disk_end += ask;
+  else if (errno != ENOSPC && errno != EDQUOT) return GROW_UNSUPPORTED; /* EOPNOTSUPP and all */
+  return GROW_DONE;
 }
 
 static uint64_t monotonic_ms(void) {
@@ -164,21 +178,23 @@ static void disk_reserve_keep(ts_store *s) {
   MDB_envinfo ei;
   int fd;
   if (mdb_env_info(s->env, &ei) != 0 || mdb_env_get_fd(s->env, &fd) != 0) return;
-  uint64_t want = ((uint64_t)ei.me_last_pgno + 1) * s->page_size + s->reserve_bytes;
-  if (want > s->max_bytes) want = s->max_bytes;
+  /* In whole pages, never past the cap (LMDB can use no more). */
+  uint64_t psize = s->page_size, used = ((uint64_t)ei.me_last_pgno + 1) * psize;
+  uint64_t cap = s->max_bytes - s->max_bytes % psize;
+  uint64_t want = (used + s->reserve_bytes + psize - 1) / psize * psize;
+  if (want > cap) want = cap > used ? cap : used;
   bool was_short = atomic_load(&s->disk_short);
   if (want > s->disk_end) {
     if (was_short && monotonic_ms() < s->disk_retry_ms) return;
     /* Whole MiBs: most commits ask nothing. */
     uint64_t unit = 1u << 20;
     uint64_t target = (want + unit - 1) / unit * unit;
-    if (target > s->max_bytes) target = s->max_bytes;
-    if (target < want) target = want;
-    if (!disk_grow(s, fd, target)) {
+    if (target > want && target > cap) target = want;
+    if (disk_grow(s, fd, target) == GROW_UNSUPPORTED) {
       s->disk_reserve = false;
       atomic_store(&s->disk_short, false);
-      ts_log(TS_LOG_INFO, "the file system cannot allocate ahead; the store keeps no disk reserve",
-             NULL);
+      ts_log(TS_LOG_WARN, "the file system cannot allocate ahead; the store keeps no disk reserve",
+             "{s:s}", "error", strerror(errno));
       return;
     }
     atomic_store(&s->disk_end_gauge, s->disk_end);
@@ -246,6 +262,15 @@ int ts_store_open(ts_store **out, const ts_store_options *opt, char *why, size_t
     mdb_env_close(s->env);
     free(s);
     return rc;
+  }
+  /* Blocks the file holds already, its own and any allocated ahead by an earlier run. */
+  int fd;
+  struct stat fst;
+  if (mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &fst) == 0) {
+    uint64_t held = (uint64_t)fst.st_blocks * 512;
+    s->disk_end = held > (uint64_t)fst.st_size ? held : (uint64_t)fst.st_size;
+    s->disk_end -= s->disk_end % s->page_size;
+    atomic_store(&s->disk_end_gauge, s->disk_end);
   }
   disk_reserve_keep(s); /* no other thread yet: as if under the writer lock */
   *out = s;
